@@ -1,0 +1,1 @@
+"""rillet: an asyncio stream-processing pipeline for Claude's streaming Messages API."""

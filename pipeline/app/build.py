@@ -1,0 +1,68 @@
+"""From a validated config to the things a run is made of: the request, stage factories, sinks."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pipeline.config import FileSinkConfig, RequestConfig, RunConfig, SinkConfig, StdoutSinkConfig
+from pipeline.errors import ConfigError
+from pipeline.sink import Buffer, OnError, OnFull, SinkSpec
+from pipeline.stages import StageFactory
+from sinks.file import FileSink
+from sinks.status import StatusLineSink
+from sinks.stdout import StdoutSink
+
+DEFAULT_PROMPT = (
+    "Write a long-form report, about 5,000 words, on how rivers shape the land: "
+    "erosion, deposition, floods and the people who live beside them. "
+    "Use markdown headings and full paragraphs."
+)
+
+
+def build_request(config: RequestConfig) -> dict[str, Any]:
+    """The Messages API request body the source sends."""
+    request: dict[str, Any] = {
+        "model": config.model,
+        "max_tokens": config.max_tokens,
+        "messages": [{"role": "user", "content": read_prompt(config)}],
+    }
+    for key in ("system", "temperature", "metadata"):
+        value = getattr(config, key)
+        if value is not None:
+            request[key] = value
+    return request
+
+
+def read_prompt(config: RequestConfig) -> str:
+    """The prompt, from the config, a prompt file, or the built-in report prompt."""
+    if config.prompt_file is None:
+        return config.prompt or DEFAULT_PROMPT
+    try:
+        prompt = config.prompt_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"request.prompt_file: cannot read {str(config.prompt_file)!r}: {exc}") from exc
+    if not prompt.strip():
+        raise ConfigError(f"request.prompt_file: {str(config.prompt_file)!r} is empty")
+    return prompt
+
+
+def build_stages(config: RunConfig) -> list[StageFactory]:
+    return [stage.factory() for stage in config.stages]
+
+
+def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
+    """One configured sink with its fan-out policies."""
+    if isinstance(config, FileSinkConfig):
+        sink: Any = FileSink(config.path, mode=config.mode, name=config.name)
+    elif isinstance(config, StdoutSinkConfig):
+        sink = StdoutSink(verbose=config.verbose or verbose, name=config.name)
+    return SinkSpec(sink, config.buffer_spec(), config.on_error)
+
+
+def build_sinks(config: RunConfig, *, verbose: bool, status_line: bool) -> list[SinkSpec]:
+    """The configured sinks, plus the live status line when stderr is a terminal."""
+    specs = [build_sink(sink, verbose=verbose) for sink in config.sinks]
+    if status_line:
+        specs.append(SinkSpec(StatusLineSink(sys.stderr), Buffer(256, OnFull.DROP_OLDEST), OnError.DISABLE))
+    return specs

@@ -1,0 +1,45 @@
+"""The ``rillet`` command: one subcommand per application, each registered by its own module.
+
+A user's mistake (bad config, malformed input) ends with one line on stderr and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline.errors import ConfigError, InputError, RilletError
+from pipeline.jobs import cli as jobs_cli
+from pipeline.simulator import cli as simulator_cli
+
+USAGE_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rillet", description="Stream Claude's Messages API through stages into sinks."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    jobs_cli.register(commands)
+    simulator_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except (ConfigError, InputError) as exc:
+        print(f"rillet: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except RilletError as exc:
+        print(f"rillet: error: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""One error vocabulary for rillet.
+
+::
+
+    RilletError
+    ├── ConfigError        a configuration file or option is wrong (exit status 2)
+    ├── InputError         a recorded stream or prompt file cannot be read (exit status 2)
+    ├── SourceError        the upstream API failed in a way retries did not cure
+    └── SinkError          a sink failed; chained to the destination's own error
+
+anyio's ``ClosedResourceError``, ``BrokenResourceError``, ``EndOfStream`` and ``WouldBlock`` are
+reused rather than twinned.
+"""
+
+from __future__ import annotations
+
+
+class RilletError(Exception):
+    """The root of every error rillet raises on purpose; its message is one line for a user."""
+
+
+class ConfigError(RilletError):
+    """A configuration file, key or option is invalid: the message names file, key and expectation."""
+
+
+class InputError(RilletError):
+    """Input the user gave (a recorded stream, a prompt file) is malformed: the message names the line."""
+
+
+class SourceError(RilletError):
+    """The upstream API failed and the source gave up; ``error_type`` is a bounded label for metrics."""
+
+    def __init__(self, message: str, error_type: str = "api_error") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class SinkError(RilletError):
+    """A sink could not write or close; ``sink`` names it."""
+
+    def __init__(self, sink: str, message: str) -> None:
+        super().__init__(f"sink {sink!r}: {message}")
+        self.sink = sink
+
+
+def error_label(error: RilletError) -> str:
+    """A bounded label for metrics and summaries: the API's error type, or the kind of rillet error."""
+    if isinstance(error, SourceError):
+        return error.error_type
+    return {ConfigError: "config_error", InputError: "input_error", SinkError: "sink_error"}.get(
+        type(error), "rillet_error"
+    )

@@ -1,0 +1,58 @@
+"""``rillet run`` and ``rillet replay``: argument parsing, then the job."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import anyio
+
+from pipeline.config import RunConfig, load_config
+from pipeline.jobs.replay import replay
+from pipeline.jobs.report import run_report
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="stream a report to the terminal and a file")
+    run.add_argument("config", nargs="?", type=Path, help="a TOML file such as config/report.toml")
+    prompt = run.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", help="the prompt text")
+    prompt.add_argument("--prompt-file", type=Path, help="a file holding the prompt")
+    run.add_argument("--model", help="the model to ask (default: the config's, else claude-sonnet-4-6)")
+    run.add_argument("--max-tokens", type=int, help="the output token budget")
+    run.add_argument("--out", type=Path, help="where the report goes (the file sink's path)")
+    run.add_argument("--verbose", action="store_true", help="print stream metadata on stderr")
+    run.set_defaults(func=_run)
+
+    rep = commands.add_parser("replay", help="run a recorded SSE stream through the pipeline, offline")
+    rep.add_argument("file", type=Path, help="a recorded stream: event:/data: lines, as the API sends them")
+    rep.add_argument("--config", type=Path, help="stages and sinks to run it through")
+    rep.add_argument("--final-json", type=Path, help="write the accumulated message here (default: stdout)")
+    rep.set_defaults(func=_replay)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = with_overrides(load_config(args.config), args)
+    return anyio.run(lambda: run_report(config, verbose=args.verbose))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else None
+    return anyio.run(replay, args.file, config, args.final_json)
+
+
+def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """Command-line options win over the file; the file wins over built-in defaults."""
+    request: dict[str, object] = {}
+    if args.prompt is not None:
+        request |= {"prompt": args.prompt, "prompt_file": None}
+    if args.prompt_file is not None:
+        request |= {"prompt": None, "prompt_file": args.prompt_file.resolve()}
+    if args.model is not None:
+        request["model"] = args.model
+    if args.max_tokens is not None:
+        request["max_tokens"] = args.max_tokens
+    config = config.model_copy(update={"request": config.request.model_copy(update=request)})
+    if args.out is not None:
+        config = config.with_report_path(args.out)
+    return config

@@ -1,0 +1,107 @@
+"""Running the app with uvicorn inside the caller's event loop, on a socket bound up front.
+
+Binding the socket ourselves makes ``port=0`` work without reading uvicorn's logs, and the
+server's signal capture is disabled so an embedding program keeps its own Ctrl+C handling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Generator
+from typing import Any
+
+import anyio
+import uvicorn
+
+from ._app import SimState, create_app
+from ._settings import SimulatorSettings
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket for ``host:port``; port 0 picks a free one."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Simulator:
+    """A running simulator: its URL and its ground truth."""
+
+    def __init__(self, state: SimState, base_url: str) -> None:
+        self._state = state
+        self.base_url = base_url
+        self.settings = state.settings
+
+    @property
+    def requests(self) -> list[str]:
+        """Ids of the requests received (the last ``truth_limit``), oldest first."""
+        return self._state.store.ids()
+
+    def truth(self, request_id: str) -> dict[str, Any]:
+        """Ground truth of one request (see ``GET /_sim/requests/{id}``); KeyError if unknown."""
+        return self._state.store.get(request_id).to_json()
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def open_simulator(
+    settings: SimulatorSettings | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Simulator]:
+    """Serve the simulator on ``host:port`` in a task of the current event loop while inside.
+
+    On exit, streams still in flight are cut (their clients see a transport error) and the
+    server stops.
+    """
+    app = create_app(settings)
+    state: SimState = app.state.sim
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=4096,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    bound_port = sock.getsockname()[1]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                await server.ready.wait()
+                yield Simulator(state, _url(host, bound_port))
+            finally:
+                state.cancel_active()
+                server.should_exit = True
+    except BaseExceptionGroup as group:
+        # The caller's own exception should reach it as itself, not wrapped by our task group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -1,0 +1,226 @@
+"""Deterministic prose: the same seed always gives the same text, on every machine.
+
+**Tokens.** A token is one match of :data:`TOKEN_RE`: a run of leading whitespace (possibly empty)
+followed by one word (``\\w+``) or one other non-space character; whitespace at the very end of a
+text is a token of its own. So ``"## The river"`` is four tokens (``#``, ``#``, `` The``,
+`` river``) and a paragraph break belongs to the token after it (``"\\n\\nThe"``). The pieces of
+any text concatenate back to it exactly, and a text cut at a token boundary tokenizes into the
+same tokens as before, which is what makes prefill continuation exact. Usage counts and
+``max_tokens`` use this definition, nothing else.
+
+**Texts.** A text of a *kind* is the prefix of one endless-or-natural sequence of pieces seeded by
+an integer: asking for more tokens never changes the tokens already produced, so the text for a
+small ``max_tokens`` is a prefix of the text for a large one.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from . import _bank as bank
+
+TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+")
+"""One token: leading whitespace plus a word or a single other character (see the module doc)."""
+
+TextKind = Literal["report", "loop", "markup", "tool_intro", "thinking"]
+
+REPORT_TOKENS_RANGE = (9_000, 15_000)
+"""Natural length of a report, in tokens, drawn per seed: long, so ``max_tokens`` usually governs."""
+
+
+def count_tokens(text: str) -> int:
+    """Number of tokens in ``text`` under the simulator's definition."""
+    return len(TOKEN_RE.findall(text))
+
+
+def take_tokens(text: str, n: int) -> tuple[str, int]:
+    """The shortest prefix of ``text`` holding its first ``n`` tokens, and how many it holds."""
+    if n <= 0:
+        return "", 0
+    taken = 0
+    end = 0
+    for match in TOKEN_RE.finditer(text):
+        end = match.end()
+        taken += 1
+        if taken == n:
+            break
+    return text[:end], taken
+
+
+def iter_token_groups(text: str, sizes: Iterator[int]) -> Iterator[tuple[str, int]]:
+    """Split ``text`` into consecutive pieces of ``next(sizes)`` tokens each (the last may be shorter)."""
+    start = 0
+    want = next(sizes)
+    have = 0
+    end = 0
+    for match in TOKEN_RE.finditer(text):
+        end = match.end()
+        have += 1
+        if have == want:
+            yield text[start:end], have
+            start = end
+            have = 0
+            want = next(sizes)
+    if have:
+        yield text[start:end], have
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A generated text: its string, its token count, and whether it reached its natural end."""
+
+    text: str
+    tokens: int
+    complete: bool
+
+
+class _Filler:
+    """Fills the bank's templates from one seeded random stream."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def fields(self) -> dict[str, str]:
+        r = self.rng
+        noun, noun2 = r.sample(bank.NOUNS, 2)
+        adj, adj2 = r.sample(bank.ADJECTIVES, 2)
+        verb, verb2 = r.sample(bank.VERBS, 2)
+        place, place2 = r.sample(bank.PLACES, 2)
+        subject = r.choice(bank.SUBJECTS)
+        return {
+            "subject": subject,
+            "Subject": subject.title(),
+            "noun": noun,
+            "Noun": noun.title(),
+            "noun2": noun2,
+            "adj": adj,
+            "Adj": adj.title(),
+            "adj2": adj2,
+            "verb": verb,
+            "verb2": verb2,
+            "adv": r.choice(bank.ADVERBS),
+            "time": r.choice(bank.TIMES),
+            "place": place,
+            "place2": place2.split(" ", 1)[1],
+            "num": f"{r.randint(2, 40) * r.choice((1, 10, 25, 100)):,}",
+            "year": str(r.randint(1600, 1950)),
+            "Conn": r.choice(bank.CONNECTORS),
+        }
+
+    def fill(self, templates: tuple[str, ...]) -> str:
+        s = self.rng.choice(templates).format(**self.fields())
+        return s[0].upper() + s[1:]
+
+
+def _report_pieces(rng: random.Random, *, markup: bool = False) -> Iterator[tuple[str, bool]]:
+    """Endless report: a title, then sections of a heading and paragraphs (and now and then a list).
+
+    Yields ``(piece, ends_paragraph)``; every piece but the first starts with its separator.
+    """
+    f = _Filler(rng)
+    if markup:
+        yield "\ufeff# Markup Test: " + f.fill(bank.TITLES), True
+        for i, sentence in enumerate(bank.MARKUP_SENTENCES):
+            yield ("\n\n" if i == 0 else " ") + sentence, i == len(bank.MARKUP_SENTENCES) - 1
+    else:
+        yield "# " + f.fill(bank.TITLES), True
+    while True:
+        yield "\n\n## " + f.fill(bank.HEADINGS), True
+        for _ in range(rng.randint(2, 5)):
+            n = rng.randint(3, 7)
+            for s in range(n):
+                if markup and rng.random() < 0.25:
+                    sentence = rng.choice(bank.MARKUP_SENTENCES)
+                else:
+                    sentence = f.fill(bank.TEMPLATES)
+                yield ("\n\n" if s == 0 else " ") + sentence, s == n - 1
+        if rng.random() < 0.2:
+            items = rng.randint(3, 5)
+            for i in range(items):
+                sep = "\n\n" if i == 0 else "\n"
+                yield f"{sep}- **{f.fill(bank.HEADINGS)}**: {f.fill(bank.TEMPLATES)}", i == items - 1
+
+
+def _loop_pieces(rng: random.Random) -> Iterator[tuple[str, bool]]:
+    """Normal prose for a few hundred tokens, then one paragraph repeated for ever."""
+    before = rng.randint(200, 600)
+    total = 0
+    for piece, para_end in _report_pieces(rng):
+        yield piece, para_end
+        total += count_tokens(piece)
+        if para_end and total >= before:
+            break
+    f = _Filler(rng)
+    sentences: list[str] = []
+    while sum(len(s) + 1 for s in sentences) < 240:
+        sentences.append(f.fill(bank.TEMPLATES))
+    unit = "\n\n" + " ".join(sentences)
+    while True:
+        yield unit, True
+
+
+def _tool_intro_pieces(rng: random.Random) -> Iterator[tuple[str, bool]]:
+    f = _Filler(rng)
+    yield f.fill(bank.TOOL_INTROS), False
+    yield " " + f.fill(bank.TEMPLATES), True
+
+
+def _thinking_pieces(rng: random.Random) -> Iterator[tuple[str, bool]]:
+    f = _Filler(rng)
+    n = rng.randint(4, 9)
+    for i in range(n):
+        yield ("" if i == 0 else " ") + f.fill(bank.THINKING), i == n - 1
+
+
+def _pieces(kind: TextKind, seed: int) -> Iterator[tuple[str, bool]]:
+    rng = random.Random(f"{kind}:{seed}")
+    if kind == "report":
+        return _report_pieces(rng)
+    if kind == "markup":
+        return _report_pieces(rng, markup=True)
+    if kind == "loop":
+        return _loop_pieces(rng)
+    if kind == "tool_intro":
+        return _tool_intro_pieces(rng)
+    return _thinking_pieces(rng)
+
+
+def natural_tokens(kind: TextKind, seed: int, override: int | None = None) -> int | None:
+    """Token count at which a report may end (at the next paragraph end); None: the kind decides."""
+    if kind not in ("report", "markup"):
+        return None
+    if override is not None:
+        return override
+    return random.Random(f"length:{seed}").randint(*REPORT_TOKENS_RANGE)
+
+
+@lru_cache(maxsize=256)
+def build_text(kind: TextKind, seed: int, limit: int, natural: int | None = None) -> Text:
+    """The first ``limit`` tokens of the text of ``kind`` for ``seed``, or all of it if shorter.
+
+    A report ends naturally at the first paragraph end at or after ``natural`` tokens.
+    """
+    parts: list[str] = []
+    total = 0
+    it = _pieces(kind, seed)
+    current = next(it, None)
+    while current is not None:
+        piece, para_end = current
+        n = count_tokens(piece)
+        if total + n > limit:
+            head, taken = take_tokens(piece, limit - total)
+            parts.append(head)
+            return Text("".join(parts), total + taken, False)
+        parts.append(piece)
+        total += n
+        if natural is not None and para_end and total >= natural:
+            return Text("".join(parts), total, True)
+        current = next(it, None)
+        if total == limit:
+            return Text("".join(parts), total, current is None)
+    return Text("".join(parts), total, True)

@@ -1,0 +1,1 @@
+"""Where a pipeline's items go: one sink per module, each meeting :class:`pipeline.sink.Sink`."""
