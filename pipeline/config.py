@@ -73,7 +73,7 @@ class FileSinkConfig(SinkPolicy):
     """The report as markdown (``text``), or every event as JSON lines (``jsonl``)."""
 
     type: Literal["file"]
-    name: str = "file"
+    name: str = ""
     path: Path = Path("report.md")
     mode: Literal["text", "jsonl"] = "text"
 
@@ -82,7 +82,7 @@ class StdoutSinkConfig(SinkPolicy):
     """The text as it arrives; metadata on stderr with ``verbose``."""
 
     type: Literal["stdout"]
-    name: str = "stdout"
+    name: str = ""
     verbose: bool = False
 
 
@@ -172,6 +172,24 @@ class RunConfig(Strict):
     stages: list[StageConfig] = list(DEFAULT_STAGES)
     sinks: list[SinkConfig] = list(DEFAULT_SINKS)
 
+    @model_validator(mode="after")
+    def _name_sinks(self) -> RunConfig:
+        """Unnamed sinks take their type as name, numbered from the second of a type on."""
+        seen: dict[str, int] = {}
+        for index, sink in enumerate(self.sinks):
+            if not sink.name:
+                count = sum(1 for other in self.sinks[:index] if other.type == sink.type)
+                sink = sink.model_copy(
+                    update={"name": sink.type if count == 0 else f"{sink.type}-{count + 1}"}
+                )
+                self.sinks[index] = sink
+            if sink.name in seen:
+                raise ValueError(
+                    f"sinks[{index}] is named {sink.name!r} like sinks[{seen[sink.name]}]: names must differ"
+                )
+            seen[sink.name] = index
+        return self
+
     def with_report_path(self, path: Path) -> RunConfig:
         """The same run with its text file sinks writing to ``path`` (``--out``)."""
         sinks = [
@@ -217,7 +235,8 @@ def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
     key = _key_path(error["loc"])
     found = f" (got {error['input']!r})" if error["type"] != "missing" else ""
     more = f"; and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
-    return f"{path}: {key or '(top level)'}: {error['msg']}{found}{more}"
+    where = f"{key}: " if key else ""
+    return f"{path}: {where}{error['msg']}{found}{more}"
 
 
 def _key_path(location: tuple[int | str, ...]) -> str:

@@ -17,7 +17,7 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from pipeline.errors import SinkError
+from pipeline.errors import ConfigError, SinkError
 from pipeline.events import Item
 from pipeline.sink import OnError, OnFull, SinkSpec
 
@@ -103,7 +103,7 @@ class FanOut:
     def __init__(self, specs: Sequence[SinkSpec], *, flush_timeout: float = 30.0) -> None:
         names = [spec.sink.name for spec in specs]
         if len(set(names)) != len(names):
-            raise ValueError(f"sink names must be unique, got {names!r}")
+            raise ConfigError(f"sink names must differ, got {names!r}")
         self._lanes = [_Lane(spec) for spec in specs]
         self._flush_timeout = flush_timeout
         self._task_group: TaskGroup | None = None
@@ -181,7 +181,10 @@ class FanOut:
                 lane.dropped += 1
 
     async def _drain(self, lane: _Lane) -> None:
+        linger = lane.spec.effective_linger()
         async for first in lane.receive:
+            if linger > 0:
+                await anyio.sleep(linger)
             batch = lane.next_batch(first)
             await lane.spec.sink.write(batch)
             lane.written += len(batch)

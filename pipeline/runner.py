@@ -161,8 +161,18 @@ class StreamRun:
         return await self._end(source, error, fanout)
 
     async def _pump(self, receive: MemoryObjectReceiveStream[Item], fanout: FanOut) -> None:
+        """Takes what is waiting without a checkpoint per item: the loop yields only when idle."""
         async with receive:
-            async for item in receive:
+            while True:
+                try:
+                    item = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        item = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 await self._deliver(self._chain((item,)), fanout)
 
     async def _end(self, source: EventSource, error: RilletError | None, fanout: FanOut) -> StreamResult:

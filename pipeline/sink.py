@@ -76,3 +76,10 @@ class SinkSpec:
     sink: Sink
     buffer: Buffer = Buffer()
     on_error: OnError = OnError.FAIL
+    linger: float | None = None
+    """Seconds a sink's task waits after the first waiting item, so that more join its batch; ``None``
+    takes the sink's own ``linger`` attribute (0 if it has none). Sources yield one event at a time,
+    so without it a sink whose write is costly (a thread hop for aiofiles) writes one item per call."""
+
+    def effective_linger(self) -> float:
+        return self.linger if self.linger is not None else float(getattr(self.sink, "linger", 0.0))

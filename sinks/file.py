@@ -16,14 +16,19 @@ A file is finished when its stream ends (a path with ``{stream_id}`` holds one s
 a text file always holds one stream), or when the sink closes (a shared JSON-lines log, which any
 number of streams may append to). Whole means: every stream in it ended ``completed`` and, for a
 file finished at close, the sink closed without an exception. If even the marker cannot be written
-(the destination failed, the fan-out's flush deadline passed) the partial file keeps its ``.part``
-name, which says the same.
+(the destination failed), the partial file keeps its ``.part`` name, which says the same.
 
 Without ``{stream_id}``, a second stream refuses to share a text file (:class:`SinkError`): its text
 interleaved with the first's would be garbage, and dropping it silently would lose it.
 
 Each batch costs one aiofiles ``write`` per file it touches (an aiofiles call is a thread hop of
 about 100 µs, DESIGN.md), so a batch's text is built in memory first.
+
+File operations run shielded from cancellation: aiofiles cannot stop a thread once it started, so a
+cancelled await would leave the write running behind the sink's back, racing the close. A
+cancellation (Ctrl-C, the fan-out's flush deadline) takes effect at the next checkpoint after the
+operation, and one that reaches the close still finds the file finished and marked. A hung disk
+holds the sink, as it would hold the thread anyway.
 """
 
 from __future__ import annotations
@@ -143,6 +148,7 @@ class _File:
         self.ended: dict[str, StreamEnded | None] = {}
         self.pending: list[str] = []
         self.size = 0
+        """Characters (text) or lines (jsonl) received so far, for the marker."""
         self.finished = False
 
 
@@ -200,6 +206,7 @@ class FileSink:
                 piece = self._encode(item)
                 if piece:
                     file.pending.append(piece)
+                    file.size += len(piece) if self._mode == "text" else 1
                     touched[file] = None
                 if isinstance(item.event, StreamEnded):
                     file.ended[item.stream_id] = item.event
@@ -250,7 +257,8 @@ class FileSink:
     async def _open(self, path: Path) -> _File:
         part = path.with_name(path.name + PART_SUFFIX)
         try:
-            handle = await aiofiles.open(part, "w", encoding="utf-8", errors="backslashreplace", newline="")
+            with anyio.CancelScope(shield=True):
+                handle = await aiofiles.open(part, "w", encoding="utf-8", errors="backslashreplace", newline="")
         except OSError as exc:
             raise self._failed("open", part, exc) from exc
         return _File(path, handle)
@@ -277,15 +285,14 @@ class FileSink:
 
     async def _flush(self, file: _File) -> None:
         """The one aiofiles write of a batch for this file."""
-        lines = len(file.pending)
         text = "".join(file.pending)
         file.pending.clear()
         try:
-            await file.handle.write(text)
+            with anyio.CancelScope(shield=True):
+                await file.handle.write(text)
         except OSError as exc:
             raise self._failed("write", file.part, exc) from exc
         self._write_calls += 1
-        file.size += len(text) if self._mode == "text" else lines
 
     async def _finish(self, file: _File, closing: str | None) -> None:
         """Marks the file if incomplete, makes it durable, closes it and gives it its final name."""
@@ -298,10 +305,11 @@ class FileSink:
         try:
             if file.pending:
                 await self._flush(file)
-            await file.handle.flush()
-            await aiofiles.os.wrap(os.fsync)(file.handle.fileno())
-            await file.handle.close()
-            await aiofiles.os.replace(file.part, file.path)
+            with anyio.CancelScope(shield=True):
+                await file.handle.flush()
+                await aiofiles.os.wrap(os.fsync)(file.handle.fileno())
+                await file.handle.close()
+                await aiofiles.os.replace(file.part, file.path)
         except OSError as exc:
             raise self._failed("finish", file.part, exc) from exc
         finally:

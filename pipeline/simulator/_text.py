@@ -79,41 +79,61 @@ class Text:
     complete: bool
 
 
+class _Fields(dict[str, str]):
+    """Template fields drawn on first use, so a sentence pays only for the slots it has."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self.rng = rng
+
+    def _other(self, pool: tuple[str, ...], first: str) -> str:
+        taken = self[first]
+        while (value := self.rng.choice(pool)) == taken:
+            pass
+        return value
+
+    def __missing__(self, key: str) -> str:
+        r = self.rng
+        value: str
+        if key in ("noun", "adj", "verb", "subject"):
+            pool = {"noun": bank.NOUNS, "adj": bank.ADJECTIVES, "verb": bank.VERBS, "subject": bank.SUBJECTS}
+            value = r.choice(pool[key])
+        elif key in ("Noun", "Adj", "Subject"):
+            value = self[key.lower()].title()
+        elif key == "noun2":
+            value = self._other(bank.NOUNS, "noun")
+        elif key == "adj2":
+            value = self._other(bank.ADJECTIVES, "adj")
+        elif key == "verb2":
+            value = self._other(bank.VERBS, "verb")
+        elif key == "place":
+            value = r.choice(bank.PLACES)
+        elif key == "place2":
+            value = self._other(bank.PLACES, "place").split(" ", 1)[1]
+        elif key == "adv":
+            value = r.choice(bank.ADVERBS)
+        elif key == "time":
+            value = r.choice(bank.TIMES)
+        elif key == "num":
+            value = f"{r.randint(2, 40) * r.choice((1, 10, 25, 100)):,}"
+        elif key == "year":
+            value = str(r.randint(1600, 1950))
+        elif key == "Conn":
+            value = r.choice(bank.CONNECTORS)
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+
 class _Filler:
     """Fills the bank's templates from one seeded random stream."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def fields(self) -> dict[str, str]:
-        r = self.rng
-        noun, noun2 = r.sample(bank.NOUNS, 2)
-        adj, adj2 = r.sample(bank.ADJECTIVES, 2)
-        verb, verb2 = r.sample(bank.VERBS, 2)
-        place, place2 = r.sample(bank.PLACES, 2)
-        subject = r.choice(bank.SUBJECTS)
-        return {
-            "subject": subject,
-            "Subject": subject.title(),
-            "noun": noun,
-            "Noun": noun.title(),
-            "noun2": noun2,
-            "adj": adj,
-            "Adj": adj.title(),
-            "adj2": adj2,
-            "verb": verb,
-            "verb2": verb2,
-            "adv": r.choice(bank.ADVERBS),
-            "time": r.choice(bank.TIMES),
-            "place": place,
-            "place2": place2.split(" ", 1)[1],
-            "num": f"{r.randint(2, 40) * r.choice((1, 10, 25, 100)):,}",
-            "year": str(r.randint(1600, 1950)),
-            "Conn": r.choice(bank.CONNECTORS),
-        }
-
     def fill(self, templates: tuple[str, ...]) -> str:
-        s = self.rng.choice(templates).format(**self.fields())
+        s = self.rng.choice(templates).format_map(_Fields(self.rng))
         return s[0].upper() + s[1:]
 
 

@@ -70,7 +70,6 @@ _BLOCK_CHANNELS: dict[str, Channel] = {
     "server_tool_use": "tool_input",
 }
 _DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
-_WHITESPACE = re.compile(r"\s+")
 _ALNUM = re.compile(r"[^\W_]")
 _FENCE_MARKERS = ("\n```", "\n~~~")
 
@@ -124,9 +123,12 @@ class _Tail:
         if "``" in joined or "~~" in joined:
             self.fences += sum(map(joined.count, _FENCE_MARKERS))
         self.raw_end = joined[-3:]
-        text = _WHITESPACE.sub(" ", raw)
-        if self.after_space and text.startswith(" "):
-            text = text[1:]
+        words = raw.split()
+        text = " ".join(words)
+        if raw[-1:].isspace() and words:
+            text += " "
+        if raw[:1].isspace() and not self.after_space:
+            text = " " + text
         if not text:
             return None
         self.after_space = text[-1] == " "

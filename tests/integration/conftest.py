@@ -92,8 +92,14 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[Sequence[str]], Serve
             config.write_text(
                 json.dumps(
                     {
-                        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                        "scrape_configs": [{"job_name": "rillet", "static_configs": [{"targets": list(targets)}]}],
+                        "global": {
+                            "scrape_interval": "1s",
+                            "scrape_timeout": "1s",
+                            "evaluation_interval": "1s",
+                        },
+                        "scrape_configs": [
+                            {"job_name": "rillet", "static_configs": [{"targets": list(targets)}]}
+                        ],
                     }
                 )
             )

@@ -37,12 +37,15 @@ Check = Callable[[SinkFactory], Awaitable[None]]
 
 def sample_items(stream_id: str = "conformance", text: Sequence[str] = ("Hello", " world")) -> list[Item]:
     """A short stream that completes: a text block in a few deltas, then ``StreamEnded``."""
+    block = TextBlock(type="text", text="")
     events: list[object] = [
-        RawContentBlockStartEvent(type="content_block_start", index=0, content_block=TextBlock(type="text", text=""))
+        RawContentBlockStartEvent(type="content_block_start", index=0, content_block=block)
     ]
     events += [
-        RawContentBlockDeltaEvent(type="content_block_delta", index=0, delta=TextDelta(type="text_delta", text=piece))
-        for piece in text
+        RawContentBlockDeltaEvent(
+            type="content_block_delta", index=0, delta=TextDelta(type="text_delta", text=t)
+        )
+        for t in text
     ]
     events.append(StreamEnded(outcome="completed", stop_reason="end_turn"))
     return [Item(stream_id, event, received_ns=seq, seq=seq) for seq, event in enumerate(events)]
@@ -71,7 +74,8 @@ async def check_enter_write_exit(factory: SinkFactory) -> None:
     """A sink opens, takes batches of any size, and closes without error."""
     items = sample_items()
     sink = factory()
-    assert isinstance(sink.name, str) and sink.name
+    assert isinstance(sink.name, str)
+    assert sink.name
     async with sink as entered:
         assert entered is sink
         await sink.write(items[:1])
@@ -144,4 +148,3 @@ CHECKS: tuple[Check, ...] = (
     check_exit_with_error_releases,
 )
 """Every check of the contract, for ``pytest.mark.parametrize``."""
-

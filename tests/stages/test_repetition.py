@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import pydoc_data.topics
 import random
 import string
 from collections.abc import Iterator
 from pathlib import Path
 
-import pydoc_data.topics
 import pytest
 from anthropic import AsyncAnthropic
 from hypothesis import given, settings
@@ -44,18 +45,18 @@ def deltas(text: str, seed: int, largest: int = 20) -> Iterator[str]:
         start += size
 
 
-def block_items(pieces: Iterator[str], block: dict[str, object] = TEXT_BLOCK, field: str = "text") -> list[Item]:
-    """One content block of SDK events carrying ``pieces``, parsed by the SDK's own model builder."""
-    import json
-
-    delta_type = {"text": "text_delta", "thinking": "thinking_delta", "partial_json": "input_json_delta"}[field]
-    frames = [("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})]
+def block_items(
+    pieces: Iterator[str], block: dict[str, object] = TEXT_BLOCK, field: str = "text"
+) -> list[Item]:
+    """One content block of SDK events carrying ``pieces``, built by the recorded-stream reader."""
+    delta_type = {"text": "text_delta", "thinking": "thinking_delta", "partial_json": "input_json_delta"}
+    frames: list[dict[str, object]] = [{"type": "content_block_start", "index": 0, "content_block": block}]
     frames += [
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": delta_type, field: p}})
-        for p in pieces
+        {"type": "content_block_delta", "index": 0, "delta": {"type": delta_type[field], field: piece}}
+        for piece in pieces
     ]
-    frames.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in frames)
+    frames.append({"type": "content_block_stop", "index": 0})
+    body = "".join(f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n" for frame in frames)
     return [Item("s1", recorded.event, 0) for recorded in parse_sse_events(body)]
 
 
@@ -144,11 +145,13 @@ def test_short_loops_are_caught_by_their_thresholds(unit: str, copies: float) ->
 
 @settings(max_examples=30, deadline=None)
 @given(
-    unit=st.text(alphabet=string.ascii_letters + " ", min_size=100, max_size=600).filter(lambda u: len(u.split()) > 0),
+    unit=st.text(alphabet=string.ascii_letters + " ", min_size=100, max_size=600).filter(
+        lambda u: len(u.split()) > 0
+    ),
     seed=st.integers(0, 1000),
 )
 def test_any_long_unit_loop_is_caught_by_three_and_a_half_copies(unit: str, seed: int) -> None:
-    """Whatever the loop's unit, the detector fires by 3.5 copies of it (it may fire sooner on a sub-period)."""
+    """Whatever the loop's unit, it fires by 3.5 copies of it (sooner when the unit has a sub-period)."""
     found = detections(PROSE + unit * 8, seed)
     assert found
     assert found[0][0] - len(PROSE) <= 3.5 * len(unit) + 64

@@ -1,0 +1,143 @@
+"""Throughput: the full pipeline against the SDK's own ``messages.stream()`` helper, same bytes.
+
+One long stream (at least 20,000 deltas) is recorded once from the simulator, then served from
+memory through ``httpx2.MockTransport``, so both sides pay the same SDK parsing and nothing else
+varies. Runs alternate (a, b, a, b, ...) to share the machine's noise; the last line is the median
+ratio.
+
+    python benchmarks/throughput.py [--runs 7] [--max-tokens 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+from anthropic import AsyncAnthropic
+
+from pipeline.config import (
+    AccumulateStageConfig,
+    CostStageConfig,
+    FilterStageConfig,
+    LatencyStageConfig,
+    RepetitionStageConfig,
+)
+from pipeline.runner import Pipeline
+from pipeline.sink import SinkSpec
+from pipeline.simulator import SimulatorSettings, open_simulator
+from sinks.file import FileSink
+from sinks.stdout import StdoutSink
+
+MODEL = "claude-sonnet-4-6"
+MIN_DELTAS = 20_000
+
+
+def request(max_tokens: int) -> dict[str, object]:
+    return {
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "A very long report on rivers."}],
+    }
+
+
+async def record(max_tokens: int) -> bytes:
+    """The raw SSE body of one long simulator response."""
+    async with open_simulator(SimulatorSettings()) as sim, httpx2.AsyncClient() as http:
+        response = await http.post(
+            f"{sim.base_url}/v1/messages",
+            json={**request(max_tokens), "stream": True},
+            headers={"x-api-key": "bench", "anthropic-version": "2023-06-01"},
+            timeout=120,
+        )
+        return response.content
+
+
+def lengthen(body: bytes, deltas: int) -> bytes:
+    """Repeats the text deltas of one report until the stream has ``deltas`` of them.
+
+    A simulated report ends at its natural length, a few thousand deltas; repeating the whole run of
+    deltas keeps every event byte-exact while the repeat's period (the whole report) stays far beyond
+    the repetition detector's window, as in real long text.
+    """
+    events = body.split(b"\n\n")
+    text = [i for i, event in enumerate(events) if b'"text_delta"' in event]
+    first, last = text[0], text[-1] + 1
+    run = events[first:last]
+    copies = -(-deltas // len(run))
+    return b"\n\n".join(events[:first] + run * copies + events[last:])
+
+
+def client_for(body: bytes) -> AsyncAnthropic:
+    def answer(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream", "request-id": "req_bench"}, content=body
+        )
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+    return AsyncAnthropic(api_key="bench", base_url="http://bench.invalid", max_retries=0, http_client=http)
+
+
+async def sdk_helper(body: bytes, max_tokens: int) -> float:
+    async with client_for(body) as client:
+        started = time.perf_counter()
+        async with client.messages.stream(**request(max_tokens)) as stream:  # type: ignore[arg-type]
+            async for _ in stream:
+                pass
+            await stream.get_final_message()
+        return time.perf_counter() - started
+
+
+async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> float:
+    stages = [
+        FilterStageConfig(type="filter", exclude=["thinking_delta"]).factory(),
+        AccumulateStageConfig(type="accumulate").factory(),
+        RepetitionStageConfig(type="repetition").factory(),
+        CostStageConfig(type="cost").factory(),
+        LatencyStageConfig(type="latency").factory(),
+    ]
+    with open(os.devnull, "w") as devnull:
+        sinks = [
+            SinkSpec(FileSink(folder / "report.md", mode="text"), linger=0.05),
+            SinkSpec(StdoutSink(stream=devnull, err=devnull), linger=0.02),
+        ]
+        async with client_for(body) as client:
+            started = time.perf_counter()
+            async with Pipeline(client, stages=stages, sinks=sinks) as pipeline:
+                result = await pipeline.run(request(max_tokens))
+            elapsed = time.perf_counter() - started
+    if result.outcome != "completed":
+        raise SystemExit(f"the pipeline run did not complete: {result.outcome} {result.error}")
+    return elapsed
+
+
+async def main(runs: int, max_tokens: int) -> None:
+    body = lengthen(await record(max_tokens), MIN_DELTAS)
+    deltas = body.count(b"event: content_block_delta")
+    print(f"stream: {len(body):,} bytes, {deltas:,} deltas")
+    ratios = []
+    with tempfile.TemporaryDirectory() as folder:
+        await sdk_helper(body, max_tokens)
+        await full_pipeline(body, max_tokens, Path(folder))
+        for run in range(1, runs + 1):
+            a = await sdk_helper(body, max_tokens)
+            b = await full_pipeline(body, max_tokens, Path(folder))
+            ratios.append(b / a)
+            print(
+                f"run {run}: sdk_helper {a * 1e6 / deltas:.1f} µs/delta, "
+                f"pipeline {b * 1e6 / deltas:.1f} µs/delta, ratio {b / a:.2f}"
+            )
+    print(f"ratio pipeline/sdk_helper = {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--max-tokens", type=int, default=8_000)
+    args = parser.parse_args()
+    anyio.run(main, args.runs, args.max_tokens)

@@ -1,0 +1,161 @@
+"""Where a continuation's new text starts: restated words and reopened markup removed, whitespace reconciled.
+
+Pure string functions (reference §2.3 step 4), so every rule has a unit test of its own.
+
+A *prefill* continuation is the true continuation of the text sent back, so nothing but
+whitespace is ever trimmed from it: the client stripped the partial's trailing whitespace ``w``
+(the API demands it) but sinks already have ``w``, so the part of the continuation's leading
+whitespace that repeats ``w`` (their common prefix) is dropped, and any extra, such as the second
+newline of a paragraph break, is kept.
+
+A *continue* turn's answer often restates the end of the partial first. Both sides are folded
+(whitespace runs collapsed, case folded, with a map back to raw offsets) and the cut is, in order:
+
+1. just after the first occurrence, in the held head, of the sent text's last 48 (then 32)
+   folded chars: a restated sentence, a preamble and a restatement, a full restart;
+2. after the longest suffix of the sent text that prefixes the head, if it is at least 16 chars
+   (a restated partial word, ``…the conf`` + ``the configuration…``), or, for a shorter one, if it
+   is whole words on both sides and the head does not start with whitespace (``…stored in`` +
+   ``in memory``: a seamless continuation of a whole word starts with a space, and one of a cut
+   word continues it, so ``…the plugin`` + ``in production`` and ``…a`` + ``ardvark`` are kept);
+3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
+
+Before that, a fence line reopening the code block the sent text is inside, and a restated
+table header with its separator row, are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+
+ANCHORS = (48, 32)
+"""Folded tail lengths searched for in the head, longest first."""
+
+MIN_OVERLAP = 16
+"""A suffix/prefix overlap this long is a restatement whatever the word boundaries."""
+
+HOLD_CHARS = 1500
+"""How much of a continue turn's answer is held back before the cut is decided."""
+
+TAIL_CHARS = 2000
+"""How much of the sent text is compared: more than the head can overlap."""
+
+_FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})(.*)")
+_SEPARATOR = re.compile(r"\|?\s*:?-{3,}")
+
+
+def fold(text: str) -> tuple[str, list[int]]:
+    """``text`` with whitespace runs as one space and case folded, and each folded char's raw offset."""
+    chars: list[str] = []
+    index: list[int] = []
+    space = False
+    for i, char in enumerate(text):
+        if char.isspace():
+            if not space:
+                chars.append(" ")
+                index.append(i)
+            space = True
+            continue
+        space = False
+        lower = char.lower()
+        chars.append(lower if len(lower) == 1 else char)
+        index.append(i)
+    return "".join(chars), index
+
+
+def drop_repeated_whitespace(sent: str, text: str) -> tuple[str, str]:
+    """Drops from ``text`` its common prefix with ``sent`` (whitespace sinks already have).
+
+    Returns what of ``sent`` is still to be matched (non-empty only when ``text`` was consumed
+    whole, so the next delta goes on matching) and the text to emit.
+    """
+    n = 0
+    limit = min(len(sent), len(text))
+    while n < limit and sent[n] == text[n]:
+        n += 1
+    if n == len(text) and n < len(sent):
+        return sent[n:], ""
+    return "", text[n:]
+
+
+def restated_end(sent: str, head: str) -> int:
+    """Offset in ``head`` (a continue turn's first chars) where the text after ``sent`` starts."""
+    start = _markup_restated(sent, head)
+    return start + _text_restated(sent.rstrip(), head[start:])
+
+
+def _text_restated(sent: str, head: str) -> int:
+    tail, _ = fold(sent[-TAIL_CHARS:])
+    folded, index = fold(head)
+    end = _anchor_end(tail, folded) or _overlap_end(tail, folded, short_ok=not head[:1].isspace())
+    if end == 0:
+        return 0
+    return index[end] if end < len(folded) else len(head)
+
+
+def _anchor_end(tail: str, head: str) -> int:
+    for size in ANCHORS:
+        if len(tail) >= size:
+            found = head.find(tail[-size:])
+            if found >= 0:
+                return found + size
+    return 0
+
+
+def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
+    for size in range(min(len(tail), len(head)), 0, -1):
+        if not tail.endswith(head[:size]):
+            continue
+        if size >= MIN_OVERLAP:
+            return size
+        if short_ok and _whole_words(tail, head, size):
+            return size
+    return 0
+
+
+def _whole_words(tail: str, head: str, size: int) -> bool:
+    starts_word = size == len(tail) or tail[-size - 1] == " "
+    ends_word = size == len(head) or not (head[size].isalnum() or head[size] == "_")
+    return starts_word and ends_word
+
+
+def _markup_restated(sent: str, head: str) -> int:
+    """Offset after a reopened fence line or a restated table header at the head's start, else 0."""
+    lead = len(head) - len(head.lstrip())
+    lines = head[lead:].split("\n", 2)
+    fence = _FENCE.fullmatch(lines[0])
+    if fence is not None and len(lines) > 1 and _in_open_fence(sent):
+        after = lead + len(lines[0]) + 1
+        reopened = fence.group(2).strip() or _text_restated(sent.rstrip(), head[after:]) > 0
+        return after if reopened else 0
+    header = _table_header(sent)
+    if header is not None and len(lines) > 2 and (lines[0].strip(), lines[1].strip()) == header:
+        return lead + len(lines[0]) + len(lines[1]) + 2
+    return 0
+
+
+def _in_open_fence(text: str) -> bool:
+    """Whether ``text`` ends inside a fenced code block (CommonMark's rules, simplified)."""
+    opened: str | None = None
+    for line in text.split("\n"):
+        match = _FENCE.fullmatch(line)
+        if match is None:
+            continue
+        marker = match.group(1)
+        if opened is None:
+            opened = marker
+        elif marker[0] == opened[0] and len(marker) >= len(opened) and not match.group(2).strip():
+            opened = None
+    return opened is not None
+
+
+def _table_header(text: str) -> tuple[str, str] | None:
+    """The header and separator rows of the table ``text`` ends in, stripped; None if it ends in none."""
+    rows: list[str] = []
+    for line in reversed(text.rstrip().split("\n")):
+        if not line.lstrip().startswith("|"):
+            break
+        rows.append(line.strip())
+    if len(rows) < 2 or not _SEPARATOR.match(rows[-2]):
+        return None
+    return rows[-1], rows[-2]

@@ -1,0 +1,173 @@
+"""One process's share of a point: warm up, wait for the common start, send, record.
+
+Requests go through the library's own :class:`~pipeline.runner.Pipeline` with the latency and
+cost stages, so the bench measures exactly what every rillet run measures. The source's resume is
+off: a benchmark reports a failure as a failure, it does not hide it in a slower success.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableSequence, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from pipeline.bench.arrivals import arrival_offsets
+from pipeline.bench.load import Budget, Dispatch, closed_loop, open_loop
+from pipeline.bench.looplag import LoopLagSampler, peak_rss_bytes
+from pipeline.bench.record import RecordStage, RequestRecord, build_record
+from pipeline.bench.settings import BenchSettings
+from pipeline.bench.workload import Workload
+from pipeline.client import make_client
+from pipeline.runner import Pipeline
+from pipeline.sink import SinkSpec
+from pipeline.source import Source
+from pipeline.stages.cost import CostStage
+from pipeline.stages.latency import LatencyStage
+
+WARMUP_MAX_TOKENS = 16
+"""Warm-up requests only open connections and wake the path: a few tokens are enough."""
+
+DONE, FAILED = 0, 1
+"""Slots of a worker's progress counters."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """What one worker process needs to run its share of a point; picklable."""
+
+    settings: BenchSettings
+    workload: Workload
+    base_url: str | None
+    api_key: str | None
+    point: float
+    worker: int = 0
+    workers: int = 1
+
+    def share(self, total: int) -> int:
+        """This worker's part of ``total`` (slots, requests), the remainder to the first ones."""
+        return total // self.workers + (1 if self.worker < total % self.workers else 0)
+
+
+@dataclass(slots=True)
+class WorkerOutput:
+    records: list[RequestRecord] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)
+    peak_rss_bytes: int = 0
+    cancelled: int = 0
+
+
+class Stopper:
+    """Set by Ctrl-C (or the parent process): stop sending, cancel what is in flight."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def stop(self) -> None:
+        self.event.set()
+
+
+Ready = Callable[[], Awaitable[int]]
+"""Called after the warm-up; returns the common start, in ``perf_counter_ns``."""
+
+
+async def _start_now() -> int:
+    return time.perf_counter_ns()
+
+
+async def run_worker(
+    plan: WorkerPlan,
+    *,
+    stopper: Stopper,
+    progress: MutableSequence[int] | None = None,
+    ready: Ready = _start_now,
+    sinks: Sequence[SinkSpec] = (),
+) -> WorkerOutput:
+    """Runs this worker's share of the point; on stop, returns what completed."""
+    settings, workload = plan.settings, plan.workload
+    slots = max(1, plan.share(settings.slots(plan.point)))
+    client = make_client(api_key=plan.api_key, base_url=plan.base_url, max_connections=slots)
+    out = WorkerOutput()
+    counters = progress if progress is not None else [0, 0]
+    stages = [LatencyStage, CostStage, RecordStage]
+    async with client, Pipeline(client, stages=stages, sinks=sinks) as pipeline:
+
+        async def send(dispatch: Dispatch, *, max_tokens: int | None = None) -> RequestRecord:
+            request = workload.request(dispatch.index, max_tokens=max_tokens)
+            stream = pipeline.stream(request)
+            result = await stream.run(Source(client, stream.request, stream.stream_id), pipeline.fanout)
+            stage = next(s for s in stream.stages if isinstance(s, RecordStage))
+            return build_record(
+                result,
+                stage,
+                index=dispatch.index,
+                worker=plan.worker,
+                max_tokens=request["max_tokens"],
+                start_ns=stream.context.started_ns,
+                end_ns=time.perf_counter_ns(),
+                released_ns=dispatch.released_ns,
+                slot_ns=dispatch.slot_ns,
+                scheduled_ns=dispatch.scheduled_ns,
+            )
+
+        async def measured(dispatch: Dispatch) -> None:
+            record = await send(dispatch)
+            out.records.append(record)
+            counters[DONE if record.ok else FAILED] += 1
+
+        async def warm(dispatch: Dispatch) -> None:
+            await send(dispatch, max_tokens=WARMUP_MAX_TOKENS)
+
+        warmup = plan.share(settings.warmup_for(plan.point))
+        if warmup:
+            await closed_loop(warm, min(warmup, slots), Budget(warmup, None, first_index=-warmup))
+        start_ns = await ready()
+        sampler = LoopLagSampler()
+        budget = _budget(plan, start_ns)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sampler.run)
+            tg.start_soon(_stop_on, stopper, budget, tg.cancel_scope)
+            await _load(plan, measured, budget, start_ns)
+            tg.cancel_scope.cancel()
+    out.cancelled = budget.cancelled
+    out.loop_lag = list(sampler.samples)
+    out.peak_rss_bytes = peak_rss_bytes()
+    return out
+
+
+def _budget(plan: WorkerPlan, start_ns: int) -> Budget:
+    settings = plan.settings
+    total = settings.requests_per_point
+    deadline = None if settings.duration is None else start_ns + round(settings.duration * 1e9)
+    count = None if total is None else plan.share(total)
+    return Budget(count, deadline, first_index=plan.worker, step=plan.workers)
+
+
+async def _load(plan: WorkerPlan, send: Callable[[Dispatch], Awaitable[None]], budget: Budget, start_ns: int) -> None:
+    settings = plan.settings
+    if not settings.open_loop:
+        await closed_loop(send, plan.share(int(plan.point)), budget)
+        return
+    every = arrival_offsets(plan.point, settings.burstiness, settings.seed)
+    mine = itertools.islice(every, plan.worker, None, plan.workers)
+    cap = settings.max_concurrency
+    await open_loop(send, mine, start_ns, budget, None if cap is None else max(1, plan.share(cap)))
+
+
+async def _stop_on(stopper: Stopper, budget: Budget, scope: anyio.CancelScope) -> None:
+    await stopper.event.wait()
+    budget.stop()
+    scope.cancel()
+
+
+def expected_requests(settings: BenchSettings, point: float) -> float | None:
+    """Measured requests a point will send, for the cost estimate; None when nobody can tell."""
+    if settings.requests_per_point is not None:
+        return settings.requests_per_point
+    assert settings.duration is not None
+    if settings.open_loop and not math.isinf(point):
+        return point * settings.duration
+    return None

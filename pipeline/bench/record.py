@@ -1,0 +1,183 @@
+"""One benchmark request as measured: the load generator's times plus the pipeline's own figures.
+
+Timings come from :class:`~pipeline.stages.latency.LatencyStage` and cost from
+:class:`~pipeline.stages.cost.CostStage`; :class:`RecordStage` only notes what they do not keep
+(each attempt's request id and status, and when the first attempt was sent), reading items,
+never re-timing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import anthropic
+
+from pipeline.events import AttemptStarted, Item, ResponseHeaders
+from pipeline.runner import StreamResult
+from pipeline.stages import StreamContext
+
+
+class RecordStage:
+    """Notes each attempt's request id and the first attempt's send time; passes every item on."""
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.request_ids: list[str] = []
+        self.statuses: list[int] = []
+        self.sent_ns: int | None = None
+
+    def process(self, item: Item) -> Iterable[Item]:
+        event = item.event
+        if isinstance(event, ResponseHeaders):
+            self.statuses.append(event.status_code)
+            if event.request_id:
+                self.request_ids.append(event.request_id)
+        elif isinstance(event, AttemptStarted) and self.sent_ns is None:
+            self.sent_ns = item.received_ns
+        return (item,)
+
+    def finish(self) -> Iterable[Item]:
+        return ()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Everything the results need about one request; times in seconds unless named ``_ns``.
+
+    ``start_ns`` is the latency clock's zero (``StreamContext.started_ns``); ``scheduled_ns`` is
+    when an open loop meant to send it, ``released_ns`` when the sender actually woke for it and
+    ``slot_ns`` when it got a concurrency slot. All ``_ns`` are ``time.perf_counter_ns()``, one
+    clock for every process on the machine, so several workers' records merge.
+    """
+
+    index: int
+    worker: int
+    request_id: str | None
+    outcome: str
+    error_type: str | None
+    stop_reason: str | None
+    attempts: int
+    max_tokens: int
+    start_ns: int
+    end_ns: int
+    released_ns: int
+    slot_ns: int
+    scheduled_ns: int | None = None
+    sent_ns: int | None = None
+    to_headers: float | None = None
+    to_message_start: float | None = None
+    ttft: float | None = None
+    ttft_text: float | None = None
+    ttft_thinking: float | None = None
+    e2e: float | None = None
+    tpot: float | None = None
+    itl: list[float] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cost_usd: float | None = None
+    cost_estimated: bool = False
+    server_ttft: float | None = None
+    ttft_error: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "completed"
+
+    @property
+    def schedule_lag(self) -> float | None:
+        """How late the sender was against the absolute clock (open loop only)."""
+        return None if self.scheduled_ns is None else (self.released_ns - self.scheduled_ns) / 1e9
+
+    @property
+    def slot_wait(self) -> float:
+        """Time waiting for a concurrency slot, kept out of TTFT and E2E."""
+        return (self.slot_ns - self.released_ns) / 1e9
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "schedule_lag": self.schedule_lag, "slot_wait": self.slot_wait}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RequestRecord:
+        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**fields)
+
+
+def error_key(result: StreamResult) -> str | None:
+    """Errors by what a user must tell apart: an HTTP status, an error event mid-stream, a drop."""
+    if result.outcome != "error":
+        return None
+    cause = result.failure.__cause__ if result.failure is not None else None
+    if isinstance(cause, anthropic.APIStatusError):
+        kind = result.error_type or "api_error"
+        status = cause.status_code
+        return f"stream_{kind}" if status == 200 else f"http_{status}_{kind}"
+    if isinstance(cause, anthropic.APIConnectionError) or result.error_type == "connection_error":
+        return "connection_error"
+    return result.error_type or "error"
+
+
+def failed_request_id(result: StreamResult) -> str | None:
+    """The request id an HTTP error response carried, when no attempt got as far as its stream."""
+    cause = result.failure.__cause__ if result.failure is not None else None
+    if isinstance(cause, anthropic.APIStatusError):
+        return cause.request_id
+    return None
+
+
+def build_record(
+    result: StreamResult,
+    stage: RecordStage,
+    *,
+    index: int,
+    worker: int,
+    max_tokens: int,
+    start_ns: int,
+    end_ns: int,
+    released_ns: int,
+    slot_ns: int,
+    scheduled_ns: int | None,
+) -> RequestRecord:
+    """The record of a finished stream, from its result and what :class:`RecordStage` noted."""
+    latency, cost = result.latency, result.cost
+    record = RequestRecord(
+        index=index,
+        worker=worker,
+        request_id=stage.request_ids[-1] if stage.request_ids else failed_request_id(result),
+        outcome=result.outcome,
+        error_type=error_key(result),
+        stop_reason=result.stop_reason,
+        attempts=result.attempts,
+        max_tokens=max_tokens,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        released_ns=released_ns,
+        slot_ns=slot_ns,
+        scheduled_ns=scheduled_ns,
+        sent_ns=stage.sent_ns,
+    )
+    if latency is not None:
+        record.to_headers = latency.to_headers
+        record.to_message_start = latency.to_message_start
+        record.ttft = latency.to_first_delta
+        record.ttft_text = latency.to_first_text
+        record.ttft_thinking = latency.to_first_thinking
+        record.e2e = latency.end_to_end
+        record.tpot = latency.time_per_output_token
+        record.itl = list(latency.gaps)
+        record.output_tokens = latency.output_tokens
+    if cost is not None:
+        usage = cost.usage
+        record.input_tokens = usage.input_tokens
+        record.cache_read_input_tokens = usage.cache_read_input_tokens
+        record.cache_creation_input_tokens = usage.cache_creation_input_tokens
+        record.output_tokens = record.output_tokens or usage.output_tokens
+        record.cost_usd = cost.usd
+        record.cost_estimated = cost.estimated
+    return record

@@ -1,0 +1,69 @@
+"""The measurement checked against the simulator's ground truth.
+
+The simulator stamps each event with ``time.perf_counter_ns()`` just before writing it; on Linux
+that clock is ``CLOCK_MONOTONIC``, shared by every process on the machine, so the client's and
+the server's stamps compare directly. A request's measurement error is client TTFT − server TTFT
+(server: request received → first ``content_block_delta`` written): what the client adds by
+building and sending the request and by reading, parsing and stamping the response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+
+from pipeline.bench.record import RequestRecord
+from pipeline.bench.stats import peak_overlap
+
+FETCH_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TruthCheck:
+    checked: int
+    server_max_concurrent_requests: int | None
+
+
+def server_ttft(truth: dict[str, Any]) -> float | None:
+    """Seconds from receipt to the first content delta written, or None if none was."""
+    for event in truth["events"]:
+        if event["type"] == "content_block_delta":
+            return float(event["sent_ns"] - truth["received_ns"]) / 1e9
+    return None
+
+
+def apply_truth(record: RequestRecord, truth: dict[str, Any]) -> None:
+    record.server_ttft = server_ttft(truth)
+    if record.server_ttft is not None and record.ttft is not None:
+        record.ttft_error = record.ttft - record.server_ttft
+
+
+async def check_truth(base_url: str, records: Sequence[RequestRecord]) -> TruthCheck:
+    """Fetches each request's truth (after the run, so it never disturbs it) and fills the errors."""
+    wanted = [r for r in records if r.request_id]
+    intervals: list[tuple[int, int]] = []
+    limiter = anyio.CapacityLimiter(FETCH_CONCURRENCY)
+    checked = 0
+
+    async def fetch(client: httpx2.AsyncClient, record: RequestRecord) -> None:
+        nonlocal checked
+        async with limiter:
+            response = await client.get(f"/_sim/requests/{record.request_id}")
+        if response.status_code != 200:
+            return
+        truth = response.json()
+        checked += 1
+        if truth.get("finished_ns") is not None:
+            intervals.append((truth["received_ns"], truth["finished_ns"]))
+        if record.ok:
+            apply_truth(record, truth)
+
+    async with httpx2.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        async with anyio.create_task_group() as tg:
+            for record in wanted:
+                tg.start_soon(fetch, client, record)
+    return TruthCheck(checked, peak_overlap(intervals) if intervals else None)

@@ -1,0 +1,215 @@
+"""The Starlette app: the page, and the JSON API that starts, watches and stops streams.
+
+``POST /api/streams`` starts a stream (201); ``GET /api/streams/{id}/events`` is the only URL
+EventSource opens, and has no side effects; ``POST /api/streams/{id}/cancel`` is the only way to
+stop generation; ``GET /api/streams/{id}`` is the stream's state and text so far (and, once it
+ended, the report as sanitised HTML). Errors are JSON ``{"error": one line}``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.serve._events import EventsEndpoint
+from pipeline.serve._registry import Busy, StreamEntry, StreamRegistry
+from pipeline.serve._render import render_markdown
+from pipeline.serve._security import Guard
+from pipeline.serve._settings import ServeSettings
+from pipeline.simulator import SCENARIO_NAMES
+
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+
+
+class SimulatorOptions(BaseModel):
+    """Per-request simulator controls, sent as its ``x-rillet-*`` headers; refused with the real API."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scenario: str | None = None
+    ttft_ms: float | None = Field(None, ge=0, le=60_000)
+    tokens_per_s: float | None = Field(None, ge=0, le=1_000_000)
+    drop_after: int | None = Field(None, ge=0, le=1_000_000)
+
+    @field_validator("scenario")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCENARIO_NAMES:
+            raise ValueError(f"unknown scenario {value!r}; expected one of {', '.join(SCENARIO_NAMES)}")
+        return value
+
+    def headers(self) -> dict[str, str]:
+        values = {
+            "scenario": self.scenario,
+            "ttft-ms": self.ttft_ms,
+            "tokens-per-s": self.tokens_per_s,
+            "drop-after": self.drop_after,
+        }
+        return {f"x-rillet-{name}": str(value) for name, value in values.items() if value is not None}
+
+
+class NewStream(BaseModel):
+    """The body of ``POST /api/streams``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str = Field(min_length=1)
+    model: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
+    max_tokens: int | None = Field(None, ge=1, le=128_000)
+    system: str | None = None
+    simulator: SimulatorOptions | None = None
+
+
+def one_line(error: ValidationError) -> str:
+    """The first problem of a validation error, as ``field: what is wrong``."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"])
+    if first["type"] == "json_invalid":
+        return f"the body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
+    return f"{where}: {message}" if where else message
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _static(name: str, media_type: str) -> Route:
+    body = (resources.files("pipeline.serve") / "static" / STATIC[name][0]).read_bytes()
+
+    async def endpoint(request: Request) -> Response:
+        return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
+
+    return Route(name, endpoint, methods=["GET"])
+
+
+class Api:
+    """The JSON endpoints, over the registry."""
+
+    def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
+        self.registry = registry
+        self.settings = settings
+
+    async def create(self, request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return _error(415, "send the stream's parameters as application/json")
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            new = NewStream.model_validate_json(body)
+        except ValidationError as exc:
+            return _error(400, one_line(exc))
+        if new.simulator is not None and not self.settings.simulated:
+            return _error(400, "simulator: only accepted when serving the built-in simulator")
+        try:
+            entry = self.registry.start(self._request(new))
+        except Busy as exc:
+            return _error(429, str(exc))
+        events_url = f"/api/streams/{entry.stream_id}/events"
+        return JSONResponse(
+            {"id": entry.stream_id, "events_url": events_url, "status_url": f"/api/streams/{entry.stream_id}"},
+            status_code=201,
+            headers={"location": f"/api/streams/{entry.stream_id}"},
+        )
+
+    async def status(self, request: Request) -> Response:
+        entry = self._entry(request)
+        if entry is None:
+            return _error(404, "no such stream (it may have expired)")
+        return JSONResponse(self._state(entry))
+
+    async def cancel(self, request: Request) -> Response:
+        entry = self._entry(request)
+        if entry is None:
+            return _error(404, "no such stream (it may have expired)")
+        entry.cancel()
+        return JSONResponse({"id": entry.stream_id, "state": "running" if entry.running else "ended"}, status_code=202)
+
+    async def _body(self, request: Request) -> bytes | Response:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdecimal() and int(declared) > limit:
+            return _error(413, f"the body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return _error(413, f"the body is larger than {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _error(400, "the client went away")
+        return b"".join(chunks)
+
+    def _request(self, new: NewStream) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": new.model or self.settings.model,
+            "max_tokens": new.max_tokens or self.settings.max_tokens,
+            "messages": [{"role": "user", "content": new.prompt}],
+        }
+        if new.system:
+            request["system"] = new.system
+        if new.simulator is not None:
+            request["extra_headers"] = new.simulator.headers()
+        return request
+
+    def _entry(self, request: Request) -> StreamEntry | None:
+        return self.registry.get(request.path_params["stream_id"])
+
+    def _state(self, entry: StreamEntry) -> dict[str, Any]:
+        log = entry.log
+        ended = log.ended
+        state: dict[str, Any] = {
+            "id": entry.stream_id,
+            "state": "running" if entry.running else "ended",
+            "outcome": ended.outcome if ended else None,
+            "stop_reason": ended.stop_reason if ended else None,
+            "error": ended.error if ended else None,
+            "error_type": ended.error_type if ended else None,
+            **log.summary(),
+            "last_event_id": log.last_id,
+            "connections": entry.connections,
+            "text": log.text(),
+        }
+        if ended is not None:
+            if entry.rendered is None:
+                entry.rendered = render_markdown(state["text"])
+            state["html"] = entry.rendered
+        return state
+
+
+def create_app(registry: StreamRegistry, settings: ServeSettings) -> Starlette:
+    """The whole app, behind the :class:`~pipeline.serve._security.Guard`."""
+    api = Api(registry, settings)
+    routes = [_static(path, media_type) for path, (_, media_type) in STATIC.items()]
+    routes += [
+        Route("/api/streams", api.create, methods=["POST"]),
+        Route("/api/streams/{stream_id}", api.status, methods=["GET"]),
+        Route("/api/streams/{stream_id}/events", EventsEndpoint(registry, settings), methods=["GET"]),
+        Route("/api/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+    ]
+    middleware = [Middleware(Guard, settings=settings)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["content-type", "authorization", "last-event-id"],
+            )
+        )
+    return Starlette(routes=routes, middleware=middleware)

@@ -1,0 +1,183 @@
+"""``GET /api/streams/{id}/events``: one cursor over a stream's log, for one EventSource connection.
+
+The loop sends everything after the cursor, then waits for the log to grow: replay after a
+reconnect and live delivery are the same loop. The cursor is ``Last-Event-ID`` (EventSource sends
+it on every reconnect), else ``?after=N`` (a reloaded page), else 0; the header wins, since the URL
+of a reconnect still carries the old ``after``. A cursor older than the retained log gets a
+``reset`` frame with the accumulated message and moves to the log's tail.
+
+The connection ends when the stream's ``end`` frame is sent (a later reconnect gets 204, which
+stops EventSource), when the browser leaves (noticed through ``receive()``: uvicorn's ``send`` stays
+silent after a disconnect), after ``max_connection_s`` (the browser reconnects with its cursor), at
+shutdown, or when a send stays blocked past ``send_timeout_s``: then the response is abandoned
+unfinished and uvicorn closes the connection, which the browser again resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+import anyio
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from pipeline.serve._registry import Busy, StreamEntry, StreamRegistry
+from pipeline.serve._settings import ServeSettings
+from sinks.sse_log import StreamLog, encode_frame
+
+CHUNK_BYTES = 64 * 1024
+"""At most this much per send: uvicorn pauses a writer past 64 KiB buffered, which bounds a slow reader."""
+
+HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-store, no-transform",
+    "x-accel-buffering": "no",
+}
+
+_ABANDONED: ContextVar[bool] = ContextVar("rillet_serve_abandoned", default=False)
+
+
+class _QuietAbandon(logging.Filter):
+    """Hides uvicorn's complaint about an unfinished response when a stalled reader was cut on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            _ABANDONED.get() and str(record.msg).startswith("ASGI callable returned without completing")
+        )
+
+
+_uvicorn_logger = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, _QuietAbandon) for f in _uvicorn_logger.filters):
+    _uvicorn_logger.addFilter(_QuietAbandon())
+
+Ending = Literal["done", "stalled", "left"]
+
+
+def parse_cursor(last_event_id: str | None, after: str | None, log: StreamLog) -> int:
+    """The cursor the client asks for; anything malformed or beyond the log means from the start."""
+    raw = last_event_id if last_event_id is not None else after
+    if raw is None or not raw.strip().isdecimal():
+        return 0
+    cursor = int(raw)
+    return cursor if cursor <= log.last_id else 0
+
+
+@dataclass(slots=True)
+class _Connection:
+    send: Send
+    log: StreamLog
+    cursor: int
+    settings: ServeSettings
+    ending: Ending = "done"
+
+    async def _write(self, body: bytes) -> bool:
+        with anyio.move_on_after(self.settings.send_timeout_s):
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            return True
+        self.ending = "stalled"
+        return False
+
+    async def pump(self) -> None:
+        """Sends frames after the cursor until the log is done, the lifetime ends, or a send stalls."""
+        log, settings = self.log, self.settings
+        lifetime_end = anyio.current_time() + settings.max_connection_s
+        out = [b"retry: %d\n\n" % settings.retry_ms]
+        while True:
+            evicted, frames = log.after(self.cursor)
+            if evicted:
+                snapshot = {"message": log.snapshot(), "text": log.text()}
+                out.append(encode_frame(log.last_id, "reset", snapshot))
+                self.cursor, frames = log.last_id, []
+            size = sum(map(len, out))
+            taken = 0
+            for frame in frames:
+                if size >= CHUNK_BYTES:
+                    break
+                out.append(frame)
+                size += len(frame)
+                taken += 1
+            if out:
+                if not await self._write(b"".join(out)):
+                    return
+                self.cursor += taken
+                out = []
+                continue
+            if log.finished or anyio.current_time() >= lifetime_end:
+                return
+            changed = log.changed
+            wait = min(settings.heartbeat_s, lifetime_end - anyio.current_time())
+            with anyio.move_on_after(wait):
+                await changed.wait()
+                continue
+            if anyio.current_time() < lifetime_end:
+                out.append(b":\n\n")
+
+
+async def _watch_disconnect(receive: Receive, connection: _Connection, scope: anyio.CancelScope) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            connection.ending = "left"
+            scope.cancel()
+            return
+
+
+class EventsEndpoint:
+    """The raw ASGI endpoint: it must own every send (for the timeout) and the disconnect."""
+
+    def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
+        self._registry = registry
+        self._settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self._registry.get(scope["path_params"]["stream_id"])
+        if entry is None:
+            await _error(404, "no such stream (it may have expired)")(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        last_event_id = headers.get("last-event-id")
+        after = _query_value(scope, "after")
+        log = entry.log
+        cursor = parse_cursor(last_event_id, after, log)
+        if log.finished and cursor >= log.last_id:
+            await Response(status_code=204)(scope, receive, send)
+            return
+        try:
+            with self._registry.connection(entry, resumed=last_event_id is not None) as reader:
+                await self._stream(entry, cursor, reader, receive, send)
+        except Busy as exc:
+            await _error(503, str(exc))(scope, receive, send)
+
+    async def _stream(
+        self, entry: StreamEntry, cursor: int, reader: anyio.CancelScope, receive: Receive, send: Send
+    ) -> None:
+        raw_headers = [(k.encode(), v.encode()) for k, v in HEADERS.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        connection = _Connection(send, entry.log, cursor, self._settings)
+        with reader:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_disconnect, receive, connection, tg.cancel_scope)
+                await connection.pump()
+                tg.cancel_scope.cancel()
+        if connection.ending == "done":
+            with anyio.move_on_after(self._settings.send_timeout_s):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            connection.ending = "stalled"
+        if connection.ending == "stalled":
+            self._registry.stalled()
+            _ABANDONED.set(True)
+
+
+def _query_value(scope: Scope, name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[-1] if values else None
+
+
+def _error(status: int, reason: str) -> Response:
+    body: dict[str, Any] = {"error": reason}
+    return JSONResponse(body, status_code=status)

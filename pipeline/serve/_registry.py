@@ -1,0 +1,175 @@
+"""The streams a server runs and keeps, and the browser connections reading them.
+
+A stream runs in the server's task group, never in a request's task, so a browser that leaves
+never stops it: only :meth:`StreamEntry.cancel` (``POST .../cancel``) or shutdown does. Ended
+streams stay readable for ``stream_ttl_s``; every count has a bound (see :class:`ServeSettings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from pipeline.runner import Pipeline, StreamRun
+from pipeline.serve._settings import ServeSettings
+from sinks.sse_log import SseLogSink, StreamLog
+
+logger = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """A bound was reached; the message says which, for the client."""
+
+
+@dataclass(slots=True)
+class StreamEntry:
+    """One stream the server started: its run, its log, its readers."""
+
+    run: StreamRun
+    log: StreamLog
+    created: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
+    connections: int = 0
+    rendered: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def stream_id(self) -> str:
+        return self.run.stream_id
+
+    def cancel(self) -> None:
+        """Closes the upstream response; the text so far is kept and the outcome is ``cancelled``."""
+        if self.running:
+            self.run.cancel("stopped from the browser")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStatistics:
+    """Counts for tests, the benchmark and operators."""
+
+    streams: int
+    running: int
+    connections: int
+    connections_total: int
+    resumed_total: int
+    stalled_total: int
+
+
+class StreamRegistry:
+    """Starts streams in ``task_group`` through ``pipeline``, whose fan-out feeds ``sink``."""
+
+    def __init__(
+        self, pipeline: Pipeline, sink: SseLogSink, settings: ServeSettings, task_group: TaskGroup
+    ) -> None:
+        self._pipeline = pipeline
+        self._sink = sink
+        self._settings = settings
+        self._task_group = task_group
+        self._entries: dict[str, StreamEntry] = {}
+        self._readers: set[anyio.CancelScope] = set()
+        self._connections = 0
+        self._connections_total = 0
+        self._resumed_total = 0
+        self._stalled_total = 0
+        self.closing = False
+
+    def start(self, request: dict[str, Any]) -> StreamEntry:
+        """Starts a stream; raises :class:`Busy` past ``max_running_streams`` or ``max_streams``."""
+        if self.closing:
+            raise Busy("the server is shutting down")
+        self._expire()
+        running = sum(entry.running for entry in self._entries.values())
+        if running >= self._settings.max_running_streams:
+            raise Busy(f"too many streams running (at most {self._settings.max_running_streams})")
+        if len(self._entries) >= self._settings.max_streams:
+            ended = (entry for entry in self._entries.values() if not entry.running)
+            oldest = min(ended, key=lambda entry: entry.created, default=None)
+            if oldest is None:
+                raise Busy(f"too many streams kept (at most {self._settings.max_streams})")
+            self._forget(oldest)
+        run = self._pipeline.stream(request)
+        entry = StreamEntry(run, self._sink.open_log(run.stream_id))
+        self._entries[run.stream_id] = entry
+        self._task_group.start_soon(self._run, entry, name=f"stream {run.stream_id}")
+        return entry
+
+    def get(self, stream_id: str) -> StreamEntry | None:
+        """The stream, if it is running or ended less than ``stream_ttl_s`` ago."""
+        self._expire()
+        return self._entries.get(stream_id)
+
+    @contextmanager
+    def connection(self, entry: StreamEntry, *, resumed: bool) -> Iterator[anyio.CancelScope]:
+        """Counts a reader in while inside; the scope is cancelled at shutdown. Raises :class:`Busy`."""
+        if self.closing:
+            raise Busy("the server is shutting down")
+        if self._connections >= self._settings.max_connections:
+            raise Busy(f"too many connections (at most {self._settings.max_connections})")
+        if entry.connections >= self._settings.max_connections_per_stream:
+            raise Busy(
+                f"too many connections to this stream (at most {self._settings.max_connections_per_stream})"
+            )
+        scope = anyio.CancelScope()
+        self._connections += 1
+        self._connections_total += 1
+        self._resumed_total += resumed
+        entry.connections += 1
+        self._readers.add(scope)
+        try:
+            yield scope
+        finally:
+            self._readers.discard(scope)
+            entry.connections -= 1
+            self._connections -= 1
+
+    def stalled(self) -> None:
+        """Counts a connection closed because its reader stopped reading."""
+        self._stalled_total += 1
+
+    def statistics(self) -> RegistryStatistics:
+        return RegistryStatistics(
+            streams=len(self._entries),
+            running=sum(entry.running for entry in self._entries.values()),
+            connections=self._connections,
+            connections_total=self._connections_total,
+            resumed_total=self._resumed_total,
+            stalled_total=self._stalled_total,
+        )
+
+    def close(self) -> None:
+        """Shutdown: readers end their responses, running streams are cancelled (their text is kept)."""
+        self.closing = True
+        for scope in list(self._readers):
+            scope.cancel()
+        for entry in self._entries.values():
+            if entry.running:
+                entry.run.cancel("the server is shutting down")
+
+    async def _run(self, entry: StreamEntry) -> None:
+        try:
+            await self._pipeline.run_stream(entry.run)
+        except Exception:
+            logger.exception("stream %s failed", entry.stream_id)
+            entry.log.close()
+        finally:
+            entry.ended_at = time.monotonic()
+
+    def _expire(self) -> None:
+        deadline = time.monotonic() - self._settings.stream_ttl_s
+        for entry in list(self._entries.values()):
+            if entry.ended_at is not None and entry.ended_at < deadline:
+                self._forget(entry)
+
+    def _forget(self, entry: StreamEntry) -> None:
+        del self._entries[entry.stream_id]
+        self._sink.discard(entry.stream_id)
