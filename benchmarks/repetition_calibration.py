@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import glob
 import gzip
+import pydoc_data.topics
 import random
 import sysconfig
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pydoc_data.topics
 from anthropic.types import (
     InputJSONDelta,
     RawContentBlockDeltaEvent,

@@ -164,3 +164,14 @@ class MessageAccumulated:
 def event_type(item: Item) -> str:
     """The type string of an item's event, for SDK models, unknown models and rillet events alike."""
     return str(getattr(item.event, "type", "unknown"))
+
+
+def report_text(item: Item) -> str:
+    """The text an item adds to the report: a ``text_delta``'s text, else the empty string."""
+    event = item.event
+    if getattr(event, "type", None) != "content_block_delta":
+        return ""
+    delta = getattr(event, "delta", None)
+    if getattr(delta, "type", None) != "text_delta":
+        return ""
+    return getattr(delta, "text", None) or ""

@@ -51,6 +51,7 @@ class _Lane:
         self.send, self.receive = anyio.create_memory_object_stream[Item](spec.buffer.max_items)
         self.scope = anyio.CancelScope(shield=True)
         self.written = 0
+        self.in_flight = 0
         self.dropped = 0
         self.errors = 0
         self.disabled = False
@@ -186,10 +187,14 @@ class FanOut:
             if linger > 0:
                 await anyio.sleep(linger)
             batch = lane.next_batch(first)
+            lane.in_flight = len(batch)
             await lane.spec.sink.write(batch)
+            lane.in_flight = 0
             lane.written += len(batch)
 
     def _sink_failed(self, lane: _Lane, exc: Exception) -> None:
+        lane.dropped += lane.in_flight
+        lane.in_flight = 0
         lane.errors += 1
         lane.disabled = True
         lane.last_error = f"{type(exc).__name__}: {exc}"

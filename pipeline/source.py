@@ -2,48 +2,35 @@
 
 Receive times are taken with ``time.perf_counter_ns()`` the moment the SDK yields an event, before
 any queue, so a slow stage or sink never distorts latency figures. The source owns every HTTP
-attempt of a logical stream: :meth:`Source.run` loops over attempts, each announced by an
-:class:`~pipeline.events.AttemptStarted` item and answered by a
-:class:`~pipeline.events.ResponseHeaders` item.
+attempt of a logical stream (the SDK's own retries are off, ``max_retries=0``): each is announced
+by an :class:`~pipeline.events.AttemptStarted` item and answered by a
+:class:`~pipeline.events.ResponseHeaders` item. A 429, 529 or 5xx is retried after a backoff
+that honours ``retry-after``; a drop, a stall or an in-stream error is resumed
+(:mod:`pipeline.resume`) and the continuation stitched into the same logical stream
+(:mod:`pipeline._stitch`); anything else fails at once with a one-line :class:`SourceError`.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any, Protocol
 
 import anthropic
+import anyio
 import httpx2
 from anthropic import AsyncAnthropic
+from anthropic.types import RawMessageStopEvent
 from anyio.streams.memory import MemoryObjectSendStream
 
+from pipeline._failure import INCOMPLETE, Failure, classify, describe, error_type_of, stalled
+from pipeline._stitch import Stitcher
+from pipeline.backoff import Retries
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
+from pipeline.resume import PREFILL_SUPPORT, Plan, PrefillSupport, ResumeSettings, plan_resume
 
-
-def error_type_of(exc: BaseException) -> str:
-    """A bounded label for an upstream failure, for metrics and summaries."""
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error") if isinstance(body.get("error"), dict) else body
-        label = error.get("type") if isinstance(error, dict) else None
-        return str(label or f"http_{exc.status_code}")
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return "timeout"
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return "connection_error"
-    return "api_error"
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a user: the API's own message where there is one."""
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return f"{exc.status_code} {error.get('type')}: {error['message']}"
-        return f"{exc.status_code}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+__all__ = ["EventSource", "Source", "describe", "error_type_of"]
 
 
 class EventSource(Protocol):
@@ -59,32 +46,138 @@ class EventSource(Protocol):
 class Source:
     """One logical stream's HTTP attempts against the Messages API."""
 
-    def __init__(self, client: AsyncAnthropic, request: dict[str, Any], stream_id: str) -> None:
+    def __init__(
+        self,
+        client: AsyncAnthropic,
+        request: dict[str, Any],
+        stream_id: str,
+        *,
+        resume: ResumeSettings | None = None,
+        prefill_support: PrefillSupport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self._client = client
         self._request = request
         self._stream_id = stream_id
+        self.settings = resume or ResumeSettings()
+        self._support = prefill_support or PREFILL_SUPPORT
+        self._rng = rng
         self.attempts = 0
 
     async def run(self, send: MemoryObjectSendStream[Item]) -> None:
-        """Streams every event into ``send``; raises :class:`SourceError` when the API fails."""
+        """Streams every event into ``send``; raises :class:`SourceError` when no attempt can succeed."""
+        settings = self.settings
+        stitcher = Stitcher(hold_tools=settings.mode != "off")
+        retries = Retries(
+            max_attempts=settings.max_attempts,
+            max_total_seconds=settings.max_total_seconds,
+            initial=settings.backoff_initial,
+            maximum=settings.backoff_max,
+            wait=settings.wait,
+            rng=self._rng,
+        )
+        plan = Plan("initial", "start", self._request)
         async with send:
-            await self._attempt(send, self._request, strategy="initial", reason="start")
+            while True:
+                failure = await self._attempt(send, stitcher, plan)
+                transcript = stitcher.transcript
+                if failure is None or transcript.stop_reason is not None:
+                    if not transcript.stopped:
+                        await self._send(
+                            send, RawMessageStopEvent(type="message_stop"), time.perf_counter_ns()
+                        )
+                    return
+                if not failure.retryable:
+                    raise SourceError(failure.message, failure.reason)
+                plan = plan_resume(self._request, transcript, failure, settings, self._support)
+                delay = (
+                    0.0
+                    if failure.prefill_rejected
+                    else retries.delay(self.attempts, retry_after=failure.retry_after, slow=failure.slow)
+                )
+                if delay is None:
+                    raise SourceError(
+                        f"{failure.message}; gave up after {self.attempts} attempts in "
+                        f"{retries.elapsed():.1f} s",
+                        failure.reason,
+                    )
+                await retries.sleep(delay)
 
     async def _attempt(
-        self, send: MemoryObjectSendStream[Item], request: dict[str, Any], *, strategy: str, reason: str
-    ) -> None:
+        self, send: MemoryObjectSendStream[Item], stitcher: Stitcher, plan: Plan
+    ) -> Failure | None:
+        """One HTTP attempt; returns why it ended early, or None when the message stopped."""
         self.attempts += 1
         attempt = self.attempts
-        stream_id = self._stream_id
-        now = time.perf_counter_ns
-        await send.send(Item(stream_id, AttemptStarted(attempt, strategy, reason), now(), attempt))
-        try:
-            stream = await self._client.messages.create(**request, stream=True)
-            response = stream.response
-            headers = ResponseHeaders(attempt, response.headers.get("request-id"), response.status_code)
-            await send.send(Item(stream_id, headers, now(), attempt))
-            async with stream:
-                async for event in stream:
-                    await send.send(Item(stream_id, event, now(), attempt))
-        except (anthropic.APIError, httpx2.TransportError) as exc:
-            raise SourceError(describe(exc), error_type_of(exc)) from exc
+        now = time.perf_counter_ns()
+        await self._send(send, AttemptStarted(attempt, plan.strategy, plan.reason), now)
+        for event in stitcher.begin(plan.join):
+            await self._send(send, event, now)
+        watchdog = _Watchdog(self.settings.idle_timeout)
+        failure: Failure | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog.run, tg.cancel_scope)
+            try:
+                await self._stream(send, stitcher, plan.request, watchdog)
+            except (anthropic.APIError, httpx2.TransportError) as exc:
+                failure = classify(exc)
+            tg.cancel_scope.cancel()
+        if watchdog.fired:
+            return stalled(self.settings.idle_timeout)
+        if failure is None and not stitcher.transcript.stopped:
+            return INCOMPLETE
+        return failure
+
+    async def _stream(
+        self,
+        send: MemoryObjectSendStream[Item],
+        stitcher: Stitcher,
+        request: dict[str, Any],
+        watchdog: _Watchdog,
+    ) -> None:
+        stream = await self._client.messages.create(**request, stream=True)
+        response = stream.response
+        received = time.perf_counter_ns()
+        headers = ResponseHeaders(self.attempts, response.headers.get("request-id"), response.status_code)
+        await self._send(send, headers, received)
+        feed = stitcher.feed
+        async with stream:
+            async for event in stream:
+                received = time.perf_counter_ns()
+                watchdog.last_ns = _SENDING
+                for out in feed(event):
+                    await self._send(send, out, received)
+                watchdog.last_ns = time.perf_counter_ns()
+
+    async def _send(self, send: MemoryObjectSendStream[Item], event: Any, received_ns: int) -> None:
+        await send.send(Item(self._stream_id, event, received_ns, self.attempts))
+
+
+_SENDING = 2**62
+"""``last_ns`` while the loop is sending: a sink holding the source back is not silence."""
+
+
+class _Watchdog:
+    """Cancels an attempt that has received nothing for ``idle`` seconds.
+
+    Moving an anyio deadline costs about 13 µs (a timer re-armed), most of the SDK's 16.5 µs per
+    event; this task instead wakes once per ``idle`` and compares with the last read, which the
+    stream loop records with one clock read after it has sent an event on (so time a sink spends
+    holding the source back under backpressure is never taken for silence).
+    """
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.last_ns = time.perf_counter_ns()
+        self.fired = False
+
+    async def run(self, scope: anyio.CancelScope) -> None:
+        wait = self.idle
+        while True:
+            await anyio.sleep(wait)
+            silent = (time.perf_counter_ns() - self.last_ns) / 1e9
+            if silent >= self.idle:
+                self.fired = True
+                scope.cancel()
+                return
+            wait = min(self.idle, self.idle - silent)

@@ -1,4 +1,4 @@
-"""The web (SSE) sink: each stream's frames, encoded once into an append-only log that browsers read with cursors.
+"""The web (SSE) sink: each stream's frames, encoded once into an append-only log read through cursors.
 
 A browser may be slow, reconnect or reload, so it gets no queue of its own (DESIGN.md): the sink
 appends every frame, already encoded as SSE bytes, to its stream's :class:`StreamLog`, and each
@@ -144,7 +144,10 @@ class StreamLog:
         if self._pending:
             text = "".join(self._pending)
             delta = {"type": "text_delta", "text": text}
-            self._append("content_block_delta", {"type": "content_block_delta", "index": self._pending_index, "delta": delta})
+            self._append(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self._pending_index, "delta": delta},
+            )
             self._pending_index, self._pending = -1, []
 
     def wake(self) -> None:
@@ -205,7 +208,7 @@ class StreamLog:
         return RENAMED.get(kind, kind), data
 
     def summary(self) -> dict[str, Any]:
-        """Usage, cost and timings as far as the frames so far tell them: the ``end`` frame and status read it."""
+        """Usage, cost and timings as far as the frames tell them, for the ``end`` frame and the status."""
         usage = self.snapshot().get("usage")
         cost = self.cost
         latency = self.latency

@@ -32,8 +32,8 @@ from pipeline.events import (
     ResponseHeaders,
     StreamEnded,
     ToolInputError,
+    report_text,
 )
-from sinks.file import report_text
 
 COST_INTERVAL_NS = 1_000_000_000
 """At most one estimated cost line per stream per second of stream time; the final one always shows."""
@@ -102,6 +102,9 @@ class StdoutSink:
     made, so redirection and capture set up before then apply. Neither is closed: they are not ours.
     """
 
+    linger = 0.02
+    """Seconds to gather a batch: a terminal redrawn 50 times a second looks live, and flushes are few."""
+
     def __init__(
         self,
         *,
@@ -156,15 +159,15 @@ class StdoutSink:
         """Flushes both streams unless one already failed; leaves them open."""
         if self._state == "closed":
             return
-        broken = self._state == "broken"
-        self._state = "closed"
         try:
-            if not broken:
+            if self._state != "broken":
                 self._emit(self._out, "")
                 self._emit(self._err, "")
         except SinkError:
             if exc_type is None:
                 raise
+        finally:
+            self._state = "closed"
 
     def _text(self, stream_id: str, text: str, runs: list[tuple[TextIO, list[str]]]) -> None:
         if self._shown is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableSequence, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -33,6 +34,14 @@ WARMUP_MAX_TOKENS = 16
 
 DONE, FAILED = 0, 1
 """Slots of a worker's progress counters."""
+
+
+class Counters(Protocol):
+    """Progress counters: a list in-process, a slice of a shared array in a worker process."""
+
+    def __getitem__(self, index: int, /) -> int: ...
+
+    def __setitem__(self, index: int, value: int, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +91,7 @@ async def run_worker(
     plan: WorkerPlan,
     *,
     stopper: Stopper,
-    progress: MutableSequence[int] | None = None,
+    progress: Counters | None = None,
     ready: Ready = _start_now,
     sinks: Sequence[SinkSpec] = (),
 ) -> WorkerOutput:
@@ -91,7 +100,7 @@ async def run_worker(
     slots = max(1, plan.share(settings.slots(plan.point)))
     client = make_client(api_key=plan.api_key, base_url=plan.base_url, max_connections=slots)
     out = WorkerOutput()
-    counters = progress if progress is not None else [0, 0]
+    counters: Counters = progress if progress is not None else [0, 0]
     stages = [LatencyStage, CostStage, RecordStage]
     async with client, Pipeline(client, stages=stages, sinks=sinks) as pipeline:
 
@@ -146,7 +155,9 @@ def _budget(plan: WorkerPlan, start_ns: int) -> Budget:
     return Budget(count, deadline, first_index=plan.worker, step=plan.workers)
 
 
-async def _load(plan: WorkerPlan, send: Callable[[Dispatch], Awaitable[None]], budget: Budget, start_ns: int) -> None:
+async def _load(
+    plan: WorkerPlan, send: Callable[[Dispatch], Awaitable[None]], budget: Budget, start_ns: int
+) -> None:
     settings = plan.settings
     if not settings.open_loop:
         await closed_loop(send, plan.share(int(plan.point)), budget)

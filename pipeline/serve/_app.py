@@ -120,7 +120,11 @@ class Api:
             return _error(429, str(exc))
         events_url = f"/api/streams/{entry.stream_id}/events"
         return JSONResponse(
-            {"id": entry.stream_id, "events_url": events_url, "status_url": f"/api/streams/{entry.stream_id}"},
+            {
+                "id": entry.stream_id,
+                "events_url": events_url,
+                "status_url": f"/api/streams/{entry.stream_id}",
+            },
             status_code=201,
             headers={"location": f"/api/streams/{entry.stream_id}"},
         )
@@ -136,7 +140,9 @@ class Api:
         if entry is None:
             return _error(404, "no such stream (it may have expired)")
         entry.cancel()
-        return JSONResponse({"id": entry.stream_id, "state": "running" if entry.running else "ended"}, status_code=202)
+        return JSONResponse(
+            {"id": entry.stream_id, "state": "running" if entry.running else "ended"}, status_code=202
+        )
 
     async def _body(self, request: Request) -> bytes | Response:
         limit = self.settings.max_body_bytes

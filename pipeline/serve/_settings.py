@@ -55,7 +55,7 @@ class ServeSettings:
     max_connection_s: float = 300.0
     """Connections are recycled this often, so half-open sockets do not live for ever."""
     retry_ms: int = 2000
-    graceful_shutdown_s: float = 5.0
+    graceful_shutdown_s: int = 5
     simulated: bool = False
     """The endpoint is the built-in simulator, so a request may pick its scenario and pacing."""
 

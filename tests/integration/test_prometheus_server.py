@@ -133,6 +133,11 @@ async def test_prometheus_scrapes_what_the_run_reported(
     async with open_simulator(SIMULATOR) as sim:
         client = make_client(api_key="test", base_url=sim.base_url)
         async with client, Pipeline(client, stages=STAGES, sinks=[SinkSpec(sink)]) as pipeline:
+
+            async def up() -> bool:
+                return await query(prometheus, 'up{job="rillet"}') == 1
+
+            await eventually(up, "a first scrape of the open sink")
             results: list[StreamResult] = []
 
             async def one(n: int) -> None:
@@ -156,7 +161,6 @@ async def test_prometheus_scrapes_what_the_run_reported(
                 )
 
             await eventually(scraped, "a scrape showing the run's totals")
-            assert await query(prometheus, 'up{job="rillet"}') == 1
             assert await query(prometheus, 'rillet_sink_queue_capacity{sink="prometheus"}') == 1024
             in_progress = await query(prometheus, "max_over_time(rillet_streams_in_progress[1m])")
             assert in_progress is not None

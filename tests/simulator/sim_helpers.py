@@ -10,7 +10,12 @@ PROMPT = "Write a long report about rivers."
 
 
 def body(max_tokens: int = 300, model: str = "claude-opus-4-7", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": PROMPT}], **extra}
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": PROMPT}],
+        **extra,
+    }
 
 
 async def raw_stream(base_url: str, request: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:

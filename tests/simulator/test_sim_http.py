@@ -63,9 +63,11 @@ async def test_drop_cuts_mid_event_on_the_wire(sim: Simulator, drop_after: int) 
     assert not terminated  # no zero-length chunk: the body is incomplete
     events = sse.split(b"\n\n")
     assert len(events) == drop_after + 1  # complete events, then a fragment
-    assert events[-1] and not sse.endswith(b"\n\n")  # the last event is cut in the middle
+    assert events[-1]
+    assert not sse.endswith(b"\n\n")
     truth = sim.truth(sim.requests[-1])
-    assert truth["dropped"] and len(truth["events"]) == drop_after + 1
+    assert truth["dropped"]
+    assert len(truth["events"]) == drop_after + 1
 
 
 async def test_drop_inside_tool_input_and_thinking(sim: Simulator) -> None:
@@ -87,7 +89,9 @@ async def test_continuations_are_not_dropped_unless_asked() -> None:
             message = await c.messages.create(**prefill)
             assert message.usage.output_tokens == 50
             with pytest.raises(httpx2.TransportError):
-                async with c.messages.stream(**prefill, extra_headers={"x-rillet-drop-continuations": "1"}) as st:
+                async with c.messages.stream(
+                    **prefill, extra_headers={"x-rillet-drop-continuations": "1"}
+                ) as st:
                     await st.get_final_message()
 
 
@@ -109,7 +113,10 @@ async def test_non_streaming_drop_is_a_transport_error(sim: Simulator) -> None:
             {"model": "m", "max_tokens": 10, "messages": [{"role": "system", "content": "x"}]},
             "messages.0.role: Input should be 'user' or 'assistant'",
         ),
-        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Input"),
+        (
+            {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
+            "max_tokens: Input",
+        ),
     ],
 )
 async def test_validation_errors(sim: Simulator, payload: dict[str, Any], message: str) -> None:
@@ -117,7 +124,8 @@ async def test_validation_errors(sim: Simulator, payload: dict[str, Any], messag
         response = await c.post("/v1/messages", json=payload)
     assert response.status_code == 400
     error = response.json()
-    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
     assert error["error"]["message"].startswith(message)
     assert error["request_id"] == response.headers["request-id"]
 
@@ -148,10 +156,12 @@ async def test_truth_over_http_and_unknown_routes(sim: Simulator) -> None:
     async with httpx2.AsyncClient(base_url=sim.base_url) as c:
         truth = (await c.get(f"/_sim/requests/{request_id}")).json()
         assert truth == json.loads(json.dumps(sim.truth(request_id)))
-        assert truth["events"] and truth["status"] == 200
+        assert truth["events"]
+        assert truth["status"] == 200
         assert request_id in (await c.get("/_sim/requests")).json()["request_ids"]
         missing = await c.get("/_sim/requests/req_nope")
-        assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+        assert missing.status_code == 404
+        assert missing.json()["error"]["type"] == "not_found_error"
         assert (await c.get("/v1/nothing")).json()["error"]["type"] == "not_found_error"
 
 
@@ -179,7 +189,8 @@ async def test_timing_and_ground_truth(sim: Simulator) -> None:
     assert (start - received) / 1e6 >= 94  # message_start goes out 25 ms before it
     assert start < first
     assert truth["headers_ns"] <= start
-    assert (last - first) / 1e9 >= (80 - 3) / 400 * 0.95  # the token clock: at most 3 tokens in the first delta
+    # The token clock: the first delta carries at most 3 of the 80 tokens, the rest follow at 400/s.
+    assert (last - first) / 1e9 >= (80 - 3) / 400 * 0.95
     assert [e["sent_ns"] for e in events] == sorted(e["sent_ns"] for e in events)
 
 
@@ -191,7 +202,7 @@ async def test_client_disconnect_is_recorded(sim: Simulator) -> None:
                     break
     request_id = sim.requests[-1]
     with anyio.fail_after(5):
-        while not sim.truth(request_id)["disconnected"]:
+        while not sim.truth(request_id)["disconnected"]:  # noqa: ASYNC110 - polling server state, no event to await
             await anyio.sleep(0.02)
     assert not sim.truth(request_id)["completed"]
 
@@ -224,9 +235,21 @@ def test_cli_registers_simulate() -> None:
     parser = argparse.ArgumentParser(prog="rillet")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["simulate", "--port", "0", "--scenario", "drop", "--drop-after", "4", "--ttft-ms", "50", "--drop-continuations"]
+        [
+            "simulate",
+            "--port",
+            "0",
+            "--scenario",
+            "drop",
+            "--drop-after",
+            "4",
+            "--ttft-ms",
+            "50",
+            "--drop-continuations",
+        ]
     )
-    assert args.command == "simulate" and callable(args.func)
+    assert args.command == "simulate"
+    assert callable(args.func)
     assert (args.host, args.port, args.scenario, args.drop_after, args.drop_continuations) == (
         "127.0.0.1",
         0,

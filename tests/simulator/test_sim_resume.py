@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import PROMPT, body
 
-from pipeline.simulator import PREFILL_UNSUPPORTED, TRAILING_WHITESPACE, SimulatorSettings, count_tokens, reference_text
+from pipeline.simulator import (
+    PREFILL_UNSUPPORTED,
+    TRAILING_WHITESPACE,
+    SimulatorSettings,
+    count_tokens,
+    reference_text,
+)
 from pipeline.simulator._plan import MAX_OVERLAP_WORDS, reference_plan
 from pipeline.simulator._server import Simulator
 
@@ -36,7 +42,10 @@ def continue_body(partial: str, max_tokens: int, model: str = "claude-opus-4-7")
         "messages": [
             {"role": "user", "content": PROMPT},
             {"role": "assistant", "content": partial},
-            {"role": "user", "content": "Your previous response was cut off. Continue exactly from where you left off."},
+            {
+                "role": "user",
+                "content": "Your previous response was cut off. Continue exactly from where you left off.",
+            },
         ],
     }
 
@@ -46,7 +55,10 @@ def test_same_request_same_text_different_prompt_different_text() -> None:
     other = {**FULL_BODY, "messages": [{"role": "user", "content": "Something else entirely"}]}
     assert reference_text(other) != FULL
     assert reference_text(FULL_BODY, SimulatorSettings(seed=1)) != FULL
-    assert reference_text({**FULL_BODY, "max_tokens": 300}) == FULL[: len(reference_text({**FULL_BODY, "max_tokens": 300}))]
+    assert (
+        reference_text({**FULL_BODY, "max_tokens": 300})
+        == FULL[: len(reference_text({**FULL_BODY, "max_tokens": 300}))]
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -57,7 +69,7 @@ def test_prefill_continuation_is_the_rest(cut: int) -> None:
     plan = reference_plan(prefill_body(prefix, 1200 - used + 5))
     assert plan.prefix_matched is True
     assert (prefix + plan.text)[: len(FULL)] == FULL
-    if cut < len(FULL) and FULL[cut - 1 : cut].isspace() or prefix != FULL[:cut]:
+    if (cut < len(FULL) and FULL[cut - 1 : cut].isspace()) or prefix != FULL[:cut]:
         assert plan.text[:1].isspace()
 
 
@@ -87,7 +99,8 @@ def test_prefill_with_mangled_whitespace_still_matches() -> None:
 def test_unknown_prefix_gets_fresh_prose() -> None:
     plan = reference_plan(prefill_body("Completely unrelated words here", 80))
     assert plan.prefix_matched is False
-    assert plan.text.startswith("\n\n") and plan.output_tokens == 80
+    assert plan.text.startswith("\n\n")
+    assert plan.output_tokens == 80
 
 
 def test_continue_restates_overlap_then_continues() -> None:
@@ -95,7 +108,8 @@ def test_continue_restates_overlap_then_continues() -> None:
     for cut in range(400, 4000, 97):
         partial = FULL_NEW[:cut].rstrip()
         plan = reference_plan(continue_body(partial, 200))
-        assert plan.mode == "continue" and plan.prefix_matched is True
+        assert plan.mode == "continue"
+        assert plan.prefix_matched is True
         k = len(plan.overlap_text.split())
         overlaps.add(k)
         assert k <= MAX_OVERLAP_WORDS
@@ -117,7 +131,8 @@ def test_continue_overlap_can_be_forced() -> None:
     forced = build_plan(request, SCENARIOS["report"], SimulatorSettings(), overlap_words=3)
     assert len(forced.overlap_text.split()) == 3
     none = build_plan(request, SCENARIOS["report"], SimulatorSettings(), overlap_words=0)
-    assert none.overlap_text == "" and partial + none.text == FULL_NEW[: len(partial + none.text)]
+    assert none.overlap_text == ""
+    assert partial + none.text == FULL_NEW[: len(partial + none.text)]
 
 
 @pytest.mark.anyio
@@ -135,7 +150,9 @@ async def test_prefill_over_http_joins_exactly(sim: Simulator) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("model", ["claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-4-8"])
+@pytest.mark.parametrize(
+    "model", ["claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-4-8"]
+)
 async def test_new_models_reject_prefill(sim: Simulator, model: str) -> None:
     async with AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0) as c:
         with pytest.raises(anthropic.BadRequestError) as info:
@@ -162,7 +179,9 @@ async def test_continue_turn_over_http(sim: Simulator) -> None:
         )
     text = reply.content[0].text  # type: ignore[union-attr]
     truth = sim.truth(sim.requests[-1])
-    assert truth["mode"] == "continue" and truth["prefix_matched"]
+    assert truth["mode"] == "continue"
+    assert truth["prefix_matched"]
     overlap = truth["overlap_text"]
-    assert len(overlap.split()) == 5 and text.startswith(overlap)
+    assert len(overlap.split()) == 5
+    assert text.startswith(overlap)
     assert full.startswith(partial + text[len(overlap) :][: len(full) - len(partial)])

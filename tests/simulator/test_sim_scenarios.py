@@ -23,10 +23,24 @@ def client(sim: Simulator) -> AsyncAnthropic:
 
 def test_scenario_names_are_a_tuple() -> None:
     assert isinstance(SCENARIO_NAMES, tuple)
-    assert {"report", "tool_use", "thinking", "loop", "drop", "overloaded", "rate_limited", "unavailable"} <= set(
-        SCENARIO_NAMES
-    )
+    assert {
+        "report",
+        "tool_use",
+        "thinking",
+        "loop",
+        "drop",
+        "overloaded",
+        "rate_limited",
+        "unavailable",
+    } <= set(SCENARIO_NAMES)
     assert "markup" in SCENARIO_NAMES
+
+
+async def _consume(c: AsyncAnthropic, headers: dict[str, str], seen: list[str]) -> None:
+    """Iterate a stream's helper events into ``seen`` (the SDK raises what it raises)."""
+    async with c.messages.stream(**body(300), extra_headers=headers) as s:
+        async for event in s:
+            seen.append(event.type)  # noqa: PERF401 - keep what arrived before the stream raises
 
 
 async def test_report_final_message(sim: Simulator) -> None:
@@ -37,12 +51,14 @@ async def test_report_final_message(sim: Simulator) -> None:
     assert [b.type for b in message.content] == ["text"]
     text = message.content[0].text
     assert text == reference_text(body(400))
-    assert text.startswith("# ") and "\n\n## " in text
+    assert text.startswith("# ")
+    assert "\n\n## " in text
     assert message.stop_reason == "max_tokens"
     assert message.usage.output_tokens == 400 == count_tokens(text)
     assert message.usage.input_tokens > 0
     truth = sim.truth(request_id)
-    assert truth["completed"] and not truth["disconnected"]
+    assert truth["completed"]
+    assert not truth["disconnected"]
     assert request_id in sim.requests
 
 
@@ -67,24 +83,36 @@ async def test_tool_use(sim: Simulator) -> None:
         {
             "name": "get_weather",
             "description": "weather",
-            "input_schema": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}}},
+            "input_schema": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}, "days": {"type": "integer"}},
+            },
         }
     ]
-    async with client(sim) as c, c.messages.stream(**body(300), tools=tools, extra_headers={"x-rillet-scenario": "tool_use"}) as s:  # type: ignore[arg-type]
+    async with (
+        client(sim) as c,
+        c.messages.stream(**body(300), tools=tools, extra_headers={"x-rillet-scenario": "tool_use"}) as s,
+    ):  # type: ignore[arg-type]
         message = await s.get_final_message()
     assert [b.type for b in message.content] == ["text", "tool_use"]
     tool = message.content[1]
-    assert tool.type == "tool_use" and tool.name == "get_weather"
+    assert tool.type == "tool_use"
+    assert tool.name == "get_weather"
     assert set(tool.input) == {"location", "days"}  # type: ignore[arg-type]
     assert message.stop_reason == "tool_use"
 
 
 async def test_thinking(sim: Simulator) -> None:
-    async with client(sim) as c, c.messages.stream(**body(400), extra_headers={"x-rillet-scenario": "thinking"}) as s:
+    async with (
+        client(sim) as c,
+        c.messages.stream(**body(400), extra_headers={"x-rillet-scenario": "thinking"}) as s,
+    ):
         message = await s.get_final_message()
     assert [b.type for b in message.content] == ["thinking", "text"]
     thinking = message.content[0]
-    assert thinking.type == "thinking" and thinking.thinking and thinking.signature
+    assert thinking.type == "thinking"
+    assert thinking.thinking
+    assert thinking.signature
     assert message.usage.output_tokens == 400
 
 
@@ -104,7 +132,15 @@ async def test_markup(sim: Simulator) -> None:
     async with client(sim) as c:
         message = await c.messages.create(**body(600), extra_headers={"x-rillet-scenario": "markup"})
     text = message.content[0].text  # type: ignore[union-attr]
-    for needle in ("<script>", "<img src=x onerror=alert(1)>", "\r\n", "\r", "\u2028", "\ufeff", "\U0001f680"):
+    for needle in (
+        "<script>",
+        "<img src=x onerror=alert(1)>",
+        "\r\n",
+        "\r",
+        "\u2028",
+        "\ufeff",
+        "\U0001f680",
+    ):
         assert needle in text
 
 
@@ -112,9 +148,7 @@ async def test_overloaded_mid_stream(sim: Simulator) -> None:
     seen = []
     async with client(sim) as c:
         with pytest.raises(anthropic.APIStatusError) as info:
-            async with c.messages.stream(**body(300), extra_headers={"x-rillet-scenario": "overloaded"}) as s:
-                async for event in s:
-                    seen.append(event.type)
+            await _consume(c, {"x-rillet-scenario": "overloaded"}, seen)
     assert info.value.type == "overloaded_error"  # type: ignore[attr-defined]
     assert "text" in seen
 
@@ -132,7 +166,8 @@ async def test_rate_limited(sim: Simulator) -> None:
             await c.messages.create(**body(), extra_headers={"x-rillet-scenario": "rate_limited"})
     assert info.value.response.headers["retry-after"] == "1"
     assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
-    assert info.value.request_id and info.value.request_id.startswith("req_")
+    assert info.value.request_id
+    assert info.value.request_id.startswith("req_")
 
 
 async def test_unavailable(sim: Simulator) -> None:
@@ -157,15 +192,14 @@ async def test_fail_first_then_success_with_retries() -> None:
 
 
 async def test_drop_raises_transport_error(sim: Simulator) -> None:
-    seen = 0
+    seen: list[str] = []
     async with client(sim) as c:
         with pytest.raises(httpx2.TransportError):
-            async with c.messages.stream(**body(300), extra_headers={"x-rillet-scenario": "drop"}) as s:
-                async for _ in s:
-                    seen += 1
-    assert seen > 5
+            await _consume(c, {"x-rillet-scenario": "drop"}, seen)
+    assert len(seen) > 5
     truth = sim.truth(sim.requests[-1])
-    assert truth["dropped"] and not truth["completed"]
+    assert truth["dropped"]
+    assert not truth["completed"]
     assert truth["partial_event"] == "content_block_delta"
 
 
@@ -209,13 +243,21 @@ async def test_tool_use_matches_fixture(sim: Simulator) -> None:
     ours = parse_sse(await raw_stream(sim.base_url, body(300), {"x-rillet-scenario": "tool_use"}))
     fixture = fixture_events("sdk-tool_use_response.sse")
     assert collapse([n for n, _ in ours]) == collapse([n for n, _ in fixture])
-    ours_tool = [d for n, d in ours if n == "content_block_start" and d["content_block"]["type"] == "tool_use"]
-    fx_tool = [d for n, d in fixture if n == "content_block_start" and d["content_block"]["type"] == "tool_use"]
+    ours_tool = [
+        d for n, d in ours if n == "content_block_start" and d["content_block"]["type"] == "tool_use"
+    ]
+    fx_tool = [
+        d for n, d in fixture if n == "content_block_start" and d["content_block"]["type"] == "tool_use"
+    ]
     assert key_paths(ours_tool[0]) == key_paths(fx_tool[0])
-    json_deltas = [d for n, d in ours if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"]
+    json_deltas = [
+        d for n, d in ours if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    ]
     assert json_deltas[0]["delta"]["partial_json"] == ""
     assert len(json_deltas) >= 3
-    fx_json = next(d for n, d in fixture if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+    fx_json = next(
+        d for n, d in fixture if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    )
     assert key_paths(json_deltas[0]) == key_paths(fx_json)
     json.loads("".join(d["delta"]["partial_json"] for d in json_deltas))
     assert dict(ours)["message_delta"]["delta"]["stop_reason"] == "tool_use"

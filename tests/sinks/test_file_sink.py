@@ -371,3 +371,14 @@ def test_one_thread_hop_per_batch(mode: Any, tmp_path: Path) -> None:
     else:  # the end is a line, and the shared log is finished at close
         assert hops[2] == ["write"]
         assert executor.calls == ["open", "write", "write", "write", *finish]
+
+
+@pytest.mark.anyio
+async def test_a_lone_surrogate_is_kept_not_fatal(tmp_path: Path) -> None:
+    """A lone surrogate (a ``\\ud83d`` escape cut from its pair) is written as that escape, not a crash."""
+    items = sample_items("s1", text=("ok \ud83d", " end"))
+    await write_all(FileSink(tmp_path / "report.md"), items)
+    await write_all(FileSink(tmp_path / "events.jsonl", mode="jsonl"), items)
+    assert (tmp_path / "report.md").read_text("utf-8") == "ok \\ud83d end"
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text("utf-8").splitlines()]
+    assert lines[1]["event"]["delta"]["text"] == "ok \ud83d"

@@ -1,0 +1,249 @@
+"""Stitching the HTTP attempts of one logical stream into the one stream sinks see.
+
+The contract with stages and sinks:
+
+- Every attempt's ``message_start`` passes through (its item carries ``attempt = n``), so the
+  accumulator keeps the message and sums usage, and the cost meter prices each attempt.
+- Block indices are the logical stream's: an attempt's blocks take the indices after those sinks
+  already saw, so an index never names two blocks.
+- The first text block of a resumed attempt continues the interrupted text. If the interrupted
+  block is still open, the continuation's ``content_block_start`` is suppressed and its deltas go
+  to the open block's index; if it had stopped, the continuation's text becomes a new block, and
+  only if it brings more than the whitespace already sent. Its head is cleaned first: whitespace
+  sinks already have, and in ``continue`` mode the restated words (:mod:`pipeline._overlap`).
+- The interrupted block's ``content_block_stop`` is sent exactly once: at the continuation's
+  stop, when another block begins first, at ``message_delta``, or before a restart.
+- With resuming on, ``tool_use`` and ``server_tool_use`` blocks are held back until they stop
+  and then sent at once, items stamped with their true receive times: a partial tool call, whose
+  JSON can be neither resumed nor executed, never reaches a sink, and a resume carries on from the
+  last complete block.
+- A restart (a new generation, which cannot be spliced) closes the interrupted block; the new
+  attempt's blocks follow it at fresh indices, after an ``AttemptStarted(strategy="restart")``
+  item that tells sinks keeping only the answer to start over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStopEvent, TextDelta
+
+from pipeline._overlap import HOLD_CHARS, drop_repeated_whitespace, restated_end
+
+Join = Literal["prefill", "continue"]
+"""How a resumed attempt's first text block joins the text so far (``None``: it does not)."""
+
+_HELD = frozenset({"tool_use", "server_tool_use"})
+
+
+class Transcript:
+    """What sinks have been sent of the logical stream: what a resume is planned from."""
+
+    __slots__ = ("open", "stop_reason", "stopped", "texts", "types")
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+        """Each logical block's type, by index."""
+        self.texts: dict[int, list[str]] = {}
+        """The text sent for each text block, as parts."""
+        self.open: int | None = None
+        self.stop_reason: str | None = None
+        self.stopped = False
+
+    def add(self, kind: str) -> int:
+        """Opens the next logical block."""
+        index = len(self.types)
+        self.types.append(kind)
+        self.open = index
+        if kind == "text":
+            self.texts[index] = []
+        return index
+
+    def text_blocks(self) -> list[str]:
+        """The text of every text block, in order."""
+        return ["".join(parts) for parts in self.texts.values()]
+
+
+class Stitcher:
+    """Maps each attempt's events onto the logical stream; see the module docstring for the rules."""
+
+    def __init__(self, *, hold_tools: bool) -> None:
+        self.transcript = Transcript()
+        self._hold_tools = hold_tools
+        self._map: dict[int, int] = {}
+        self._held: dict[int, list[Any]] = {}
+        self._join_mode: Join | None = None
+        self._join: _Join | None = None
+
+    def begin(self, join: Join | None) -> list[Any]:
+        """A new attempt starts; returns the events to send first (the interrupted block's stop)."""
+        self._map, self._held, self._join, self._join_mode = {}, {}, None, join
+        return [self.close()] if join is None and self.transcript.open is not None else []
+
+    def feed(self, event: Any) -> Sequence[Any]:
+        """The events to send for one event of the current attempt."""
+        kind = event.type
+        if kind == "content_block_delta":
+            return self._delta(event)
+        if kind == "content_block_start":
+            return self._start(event)
+        if kind == "content_block_stop":
+            return self._stop(event)
+        if kind == "message_delta":
+            return self._message_delta(event)
+        if kind == "message_stop":
+            self.transcript.stopped = True
+        return (event,)
+
+    def close(self) -> Any:
+        """A ``content_block_stop`` for the open block, which no attempt will finish."""
+        index = self.transcript.open
+        assert index is not None
+        self.transcript.open = None
+        return RawContentBlockStopEvent(type="content_block_stop", index=index)
+
+    def open(self, event: Any) -> Any:
+        """Opens a logical block for the attempt's block that ``event`` starts."""
+        logical = self.transcript.add(event.content_block.type)
+        self._map[event.index] = logical
+        return _at(event, logical)
+
+    def _delta(self, event: Any) -> Sequence[Any]:
+        index = event.index
+        if self._held and index in self._held:
+            self._held[index].append(event)
+            return ()
+        join = self._join
+        if join is not None and join.index == index:
+            return join.delta(event)
+        logical = self._map.get(index, index)
+        delta = event.delta
+        if delta.type == "text_delta":
+            parts = self.transcript.texts.get(logical)
+            if parts is not None:
+                parts.append(delta.text)
+        return (_at(event, logical),)
+
+    def _start(self, event: Any) -> Sequence[Any]:
+        kind = event.content_block.type
+        if kind == "text" and self._join_mode is not None:
+            self._join = _Join(self, event, self._join_mode)
+            self._join_mode = None
+            return ()
+        out = [self.close()] if self.transcript.open is not None else []
+        if self._hold_tools and kind in _HELD:
+            self._held[event.index] = [event]
+        else:
+            out.append(self.open(event))
+        return out
+
+    def _stop(self, event: Any) -> Sequence[Any]:
+        index = event.index
+        held = self._held.pop(index, None)
+        if held is not None:
+            out = [self.open(held[0])]
+            logical = self._map[index]
+            out += [_at(delta, logical) for delta in held[1:]]
+            self.transcript.open = None
+            out.append(_at(event, logical))
+            return out
+        join = self._join
+        if join is not None and join.index == index:
+            self._join = None
+            return join.stop()
+        logical = self._map.get(index, index)
+        if self.transcript.open == logical:
+            self.transcript.open = None
+        return (_at(event, logical),)
+
+    def _message_delta(self, event: Any) -> Sequence[Any]:
+        out: list[Any] = []
+        if self._join is not None:
+            out += self._join.stop()
+            self._join = None
+        if self.transcript.open is not None:
+            out.append(self.close())
+        if event.delta.stop_reason is not None:
+            self.transcript.stop_reason = event.delta.stop_reason
+        out.append(event)
+        return out
+
+
+class _Join:
+    """The first text block of a resumed attempt, joined to the text sinks already have."""
+
+    __slots__ = ("head", "held", "index", "sent", "start", "stitcher", "target", "whitespace")
+
+    def __init__(self, stitcher: Stitcher, start: Any, mode: Join) -> None:
+        transcript = stitcher.transcript
+        text = "".join(transcript.text_blocks())
+        self.stitcher = stitcher
+        self.index: int = start.index
+        self.start = start
+        self.whitespace = text[len(text.rstrip()) :]
+        """Sent whitespace the continuation may repeat (the request stripped it)."""
+        self.target: int | None = transcript.open
+        """The logical block the text goes to: the interrupted one if open, else one made on demand."""
+        self.sent = text if mode == "continue" else ""
+        self.head: list[str] | None = [] if mode == "continue" else None
+        """A continue turn's first chars, held back until the restated part is found."""
+        self.held = 0
+
+    def delta(self, event: Any) -> Sequence[Any]:
+        delta = event.delta
+        if delta.type != "text_delta":
+            return [*self._started(), _at(event, self._target())]
+        text: str = delta.text
+        if self.head is not None:
+            self.head.append(text)
+            self.held += len(text)
+            if self.held < HOLD_CHARS:
+                return ()
+            text = self._cut()
+        return self._text(text, event)
+
+    def stop(self) -> Sequence[Any]:
+        out = list(self._text(self._cut(), None)) if self.head is not None else []
+        transcript = self.stitcher.transcript
+        if self.target is not None and transcript.open == self.target:
+            out.append(self.stitcher.close())
+        return out
+
+    def _cut(self) -> str:
+        head = "".join(self.head or ())
+        self.head = None
+        return head[restated_end(self.sent, head) :]
+
+    def _text(self, text: str, event: Any) -> Sequence[Any]:
+        if self.whitespace:
+            self.whitespace, text = drop_repeated_whitespace(self.whitespace, text)
+        if not text:
+            return ()
+        out = self._started()
+        target = self._target()
+        self.stitcher.transcript.texts[target].append(text)
+        if event is not None and event.index == target and event.delta.text == text:
+            out.append(event)
+        else:
+            delta = TextDelta(type="text_delta", text=text)
+            out.append(RawContentBlockDeltaEvent(type="content_block_delta", index=target, delta=delta))
+        return out
+
+    def _started(self) -> list[Any]:
+        if self.target is not None:
+            return []
+        stitcher = self.stitcher
+        out = [stitcher.close()] if stitcher.transcript.open is not None else []
+        out.append(stitcher.open(self.start))
+        self.target = stitcher.transcript.open
+        return out
+
+    def _target(self) -> int:
+        assert self.target is not None
+        return self.target
+
+
+def _at(event: Any, index: int) -> Any:
+    """``event`` at logical ``index``: itself when the indices agree, else a copy."""
+    return event if event.index == index else event.model_copy(update={"index": index})

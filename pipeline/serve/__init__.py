@@ -1,0 +1,22 @@
+"""``rillet serve``: streams re-emitted to browsers over SSE, and a page to watch a report being written.
+
+See ``docs/browser.md`` for the event names, the API and the security model.
+"""
+
+from pipeline.serve._app import create_app
+from pipeline.serve._registry import Busy, RegistryStatistics, StreamEntry, StreamRegistry
+from pipeline.serve._render import render_markdown
+from pipeline.serve._server import Server, open_server
+from pipeline.serve._settings import ServeSettings
+
+__all__ = [
+    "Busy",
+    "RegistryStatistics",
+    "ServeSettings",
+    "Server",
+    "StreamEntry",
+    "StreamRegistry",
+    "create_app",
+    "open_server",
+    "render_markdown",
+]

@@ -1,0 +1,125 @@
+"""Serving the app with uvicorn in the caller's event loop, over a pipeline whose streams outlive requests.
+
+Shutdown order matters with open EventSource connections, which never end by themselves: when
+uvicorn stops accepting connections, the registry first tells every reader to finish its response
+(the browser would reconnect, and finds nothing), and cancels running streams (their text is kept),
+so the graceful shutdown ends in about the time a cancelled stream takes to flush, not never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from anthropic import AsyncAnthropic
+
+from pipeline.runner import Pipeline
+from pipeline.serve._app import create_app
+from pipeline.serve._registry import StreamRegistry
+from pipeline.serve._settings import ServeSettings
+from pipeline.sink import Buffer, SinkSpec
+from pipeline.stages import StageFactory
+from sinks.sse_log import SseLogSink
+
+SSE_BUFFER = Buffer(max_items=4096)
+"""The SSE sink only appends to memory, so ``block`` never makes the pipeline wait on a browser."""
+
+
+class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.ready = anyio.Event()
+        self._on_shutdown = on_shutdown
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the embedding program owns Ctrl+C
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A running server: where it listens and what it holds."""
+
+    url: str
+    registry: StreamRegistry
+    sink: SseLogSink
+    settings: ServeSettings
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound socket, so that port 0 works and the real port is known before serving."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def open_server(
+    settings: ServeSettings,
+    *,
+    client: AsyncAnthropic,
+    stages: Sequence[StageFactory],
+    sinks: Sequence[SinkSpec] = (),
+) -> AsyncIterator[Server]:
+    """Serves on ``settings.host:port`` while inside; on exit streams are cancelled and every sink flushes.
+
+    ``stages`` and ``sinks`` are the same as ``rillet run``'s; the SSE sink is added here.
+    """
+    sink = SseLogSink(max_bytes=settings.max_log_bytes)
+    specs = [SinkSpec(sink, SSE_BUFFER), *sinks]
+    async with Pipeline(client, stages=stages, sinks=specs) as pipeline, anyio.create_task_group() as streams:
+        registry = StreamRegistry(pipeline, sink, settings, streams)
+        config = uvicorn.Config(
+            create_app(registry, settings),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            backlog=4096,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        )
+        server = _Uvicorn(config, registry.close)
+        sock = bind(settings.host, settings.port)
+
+        async def serve() -> None:
+            try:
+                await server.serve([sock])
+            finally:
+                sock.close()
+                server.ready.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            try:
+                await server.ready.wait()
+                if not server.started:
+                    raise OSError(f"the server could not start on {settings.host}:{settings.port}")
+                yield Server(url_of(settings.host, sock.getsockname()[1]), registry, sink, settings)
+            finally:
+                server.should_exit = True
+        registry.close()

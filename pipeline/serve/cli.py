@@ -1,0 +1,103 @@
+"""``rillet serve``: the browser view, until Ctrl+C or SIGTERM.
+
+The access token comes from the environment (``RILLET_SERVE_TOKEN``) or a file, never from the
+command line, where any local user could read it in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from pipeline.app.endpoint import open_endpoint
+from pipeline.client import make_client
+from pipeline.config import RunConfig, load_config
+from pipeline.errors import ConfigError
+from pipeline.serve._server import open_server
+from pipeline.serve._settings import ServeSettings
+from pipeline.sink import SinkSpec
+from pipeline.stages import StageFactory
+
+TOKEN_ENV = "RILLET_SERVE_TOKEN"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="watch reports being written, in a browser",
+        description="Serve a page and an SSE API that stream reports to browsers (loopback only by default).",
+    )
+    serve.add_argument("config", nargs="?", type=Path, help="a TOML file: request defaults, API, stages")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
+    serve.add_argument(
+        "--token-file", type=Path, help=f"a file holding the access token (or set {TOKEN_ENV})"
+    )
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME", help="another Host name to accept"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a page origin allowed to call the API",
+    )
+    serve.set_defaults(func=run)
+
+
+def read_token(path: Path | None) -> str | None:
+    """The token from ``--token-file``, else the environment, else None."""
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {str(path)!r}: {exc.strerror}") from exc
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        token=read_token(args.token_file),
+        allowed_hosts=tuple(args.allow_host),
+        cors_origins=tuple(args.cors_origin),
+        model=config.request.model,
+        max_tokens=config.request.max_tokens,
+    )
+    stages = [stage.factory() for stage in config.stages]
+    return anyio.run(lambda: serve_until_stopped(settings, config, stages=stages))
+
+
+async def serve_until_stopped(
+    settings: ServeSettings,
+    config: RunConfig,
+    *,
+    stages: Sequence[StageFactory],
+    sinks: Sequence[SinkSpec] = (),
+) -> int:
+    """Serves until SIGINT or SIGTERM; running streams are then cancelled and every sink flushes."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_endpoint(config.api.base_url) as endpoint:
+            settings = dataclasses.replace(settings, simulated=endpoint.simulated)
+            client = make_client(
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                max_connections=config.api.max_connections,
+                timeout=config.api.timeout,
+            )
+            async with client, open_server(settings, client=client, stages=stages, sinks=sinks) as server:
+                link = f"{server.url}/?token={settings.token}" if settings.token else f"{server.url}/"
+                print(f"rillet serve: open {link} (Ctrl+C stops)", file=sys.stderr, flush=True)
+                async for _ in signals:
+                    break
+    return 0
