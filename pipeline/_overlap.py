@@ -14,10 +14,13 @@ A *continue* turn's answer often restates the end of the partial first. Both sid
 1. just after the first occurrence, in the held head, of the sent text's last 48 (then 32)
    folded chars: a restated sentence, a preamble and a restatement, a full restart;
 2. after the longest suffix of the sent text that prefixes the head, if it is at least 16 chars
-   (a restated partial word, ``…the conf`` + ``the configuration…``), or, for a shorter one, if it
-   is whole words on both sides and the head does not start with whitespace (``…stored in`` +
-   ``in memory``: a seamless continuation of a whole word starts with a space, and one of a cut
-   word continues it, so ``…the plugin`` + ``in production`` and ``…a`` + ``ardvark`` are kept);
+   (a restated partial word, ``…the conf`` + ``the configuration…``), or, for a shorter one, if
+   the head does not start with whitespace and the overlap holds a word, starts a word of the tail and ends a
+   word or a punctuation mark of the head (``…stored in`` + ``in memory``, ``…I'`` + ``I'll``): a
+   seamless continuation of a whole word starts with a space, and one of a cut word continues
+   it, so ``…the plugin`` + ``in production`` and ``…a`` + ``ardvark`` are kept. A restated cut
+   word shorter than 16 chars (``…the conf`` + ``configuration``) is kept too: rare, and the
+   alternative would cut real words such as ``aardvark``;
 3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
 
 Before that, a fence line reopening the code block the sent text is inside, and a restated
@@ -114,9 +117,14 @@ def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
 
 
 def _whole_words(tail: str, head: str, size: int) -> bool:
+    """The overlap holds a word, starts a word of the tail and ends a word or punctuation mark of the head."""
     starts_word = size == len(tail) or tail[-size - 1] == " "
-    ends_word = size == len(head) or not (head[size].isalnum() or head[size] == "_")
-    return starts_word and ends_word
+    ends_word = size == len(head) or not _wordish(head[size]) or not _wordish(head[size - 1])
+    return starts_word and ends_word and any(map(_wordish, head[:size]))
+
+
+def _wordish(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def _markup_restated(sent: str, head: str) -> int:

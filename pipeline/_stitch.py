@@ -13,10 +13,14 @@ The contract with stages and sinks:
   sinks already have, and in ``continue`` mode the restated words (:mod:`pipeline._overlap`).
 - The interrupted block's ``content_block_stop`` is sent exactly once: at the continuation's
   stop, when another block begins first, at ``message_delta``, or before a restart.
-- With resuming on, ``tool_use`` and ``server_tool_use`` blocks are held back until they stop
-  and then sent at once, items stamped with their true receive times: a partial tool call, whose
-  JSON can be neither resumed nor executed, never reaches a sink, and a resume carries on from the
-  last complete block.
+- With resuming on, ``tool_use`` and ``server_tool_use`` blocks are held back until an event
+  that is not part of one arrives (``message_delta`` or a text block), then sent at once, items
+  stamped with their true receive times. So a partial tool call, whose JSON can be neither resumed
+  nor executed, never reaches a sink, and neither does a finished one that a drop before
+  ``message_delta`` leaves unconfirmed (it would need its ``tool_result`` before any user turn, so
+  no resume could follow it): a resume carries on from the last text and the calls are made anew.
+- When an attempt fails, the text its join held back (a continue turn's head) is decided on and
+  sent, so that every attempt makes progress even when each one drops.
 - A restart (a new generation, which cannot be spliced) closes the interrupted block; the new
   attempt's blocks follow it at fresh indices, after an ``AttemptStarted(strategy="restart")``
   item that tells sinks keeping only the answer to start over.
@@ -72,18 +76,27 @@ class Stitcher:
         self.transcript = Transcript()
         self._hold_tools = hold_tools
         self._map: dict[int, int] = {}
-        self._held: dict[int, list[Any]] = {}
+        self._held: list[Any] = []
+        """Events of the tool blocks since the last text, sent once a non-tool event follows them."""
+        self._holding: set[int] = set()
         self._join_mode: Join | None = None
         self._join: _Join | None = None
 
     def begin(self, join: Join | None) -> list[Any]:
         """A new attempt starts; returns the events to send first (the interrupted block's stop)."""
-        self._map, self._held, self._join, self._join_mode = {}, {}, None, join
+        self._map, self._held, self._holding, self._join, self._join_mode = {}, [], set(), None, join
         return [self.close()] if join is None and self.transcript.open is not None else []
 
     def feed(self, event: Any) -> Sequence[Any]:
         """The events to send for one event of the current attempt."""
         kind = event.type
+        if self._held:
+            if kind == "content_block_start" and event.content_block.type in _HELD:
+                self._holding.add(event.index)
+            if getattr(event, "index", None) in self._holding:
+                self._held.append(event)
+                return ()
+            return [*self._release(), *self.feed(event)]
         if kind == "content_block_delta":
             return self._delta(event)
         if kind == "content_block_start":
@@ -95,6 +108,11 @@ class Stitcher:
         if kind == "message_stop":
             self.transcript.stopped = True
         return (event,)
+
+    def salvage(self) -> Sequence[Any]:
+        """The attempt failed: what it held back of its text goes out now, so each attempt makes progress."""
+        join = self._join
+        return join.flush() if join is not None else ()
 
     def close(self) -> Any:
         """A ``content_block_stop`` for the open block, which no attempt will finish."""
@@ -111,9 +129,6 @@ class Stitcher:
 
     def _delta(self, event: Any) -> Sequence[Any]:
         index = event.index
-        if self._held and index in self._held:
-            self._held[index].append(event)
-            return ()
         join = self._join
         if join is not None and join.index == index:
             return join.delta(event)
@@ -133,21 +148,25 @@ class Stitcher:
             return ()
         out = [self.close()] if self.transcript.open is not None else []
         if self._hold_tools and kind in _HELD:
-            self._held[event.index] = [event]
+            self._held.append(event)
+            self._holding.add(event.index)
         else:
             out.append(self.open(event))
         return out
 
+    def _release(self) -> list[Any]:
+        """Sends the held tool blocks: a non-tool event came, so the turn has got past them."""
+        held, self._held, self._holding = self._held, [], set()
+        out: list[Any] = []
+        for event in held:
+            if event.type == "content_block_start":
+                out.append(self.open(event))
+            else:
+                out.extend(self._stop(event) if event.type == "content_block_stop" else self._delta(event))
+        return out
+
     def _stop(self, event: Any) -> Sequence[Any]:
         index = event.index
-        held = self._held.pop(index, None)
-        if held is not None:
-            out = [self.open(held[0])]
-            logical = self._map[index]
-            out += [_at(delta, logical) for delta in held[1:]]
-            self.transcript.open = None
-            out.append(_at(event, logical))
-            return out
         join = self._join
         if join is not None and join.index == index:
             self._join = None
@@ -203,8 +222,12 @@ class _Join:
             text = self._cut()
         return self._text(text, event)
 
+    def flush(self) -> Sequence[Any]:
+        """Decides the cut on what is held so far and sends the rest."""
+        return self._text(self._cut(), None) if self.head is not None else ()
+
     def stop(self) -> Sequence[Any]:
-        out = list(self._text(self._cut(), None)) if self.head is not None else []
+        out = list(self.flush())
         transcript = self.stitcher.transcript
         if self.target is not None and transcript.open == self.target:
             out.append(self.stitcher.close())

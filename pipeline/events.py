@@ -8,6 +8,7 @@ Stages add a few small frozen dataclasses of their own, each with a ``type`` str
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -94,7 +95,8 @@ class LatencySummary:
     to_first_thinking: float | None
     end_to_end: float
     time_per_output_token: float | None
-    gaps: tuple[float, ...]
+    gaps: Sequence[float]
+    """Inter-delta gaps, in a compact ``array('d')``: a benchmark holds thousands of streams' worth."""
     output_tokens: int
     type: Literal["rillet.latency"] = "rillet.latency"
 
@@ -104,7 +106,8 @@ class RepetitionDetected:
     """The tail of the text repeats a passage of ``period`` characters ``repeats`` times."""
 
     period: int
-    repeats: int
+    repeats: float
+    span: int
     action: Literal["warn", "abort"]
     sample: str
     type: Literal["rillet.repetition"] = "rillet.repetition"
@@ -175,3 +178,17 @@ def report_text(item: Item) -> str:
     if getattr(delta, "type", None) != "text_delta":
         return ""
     return getattr(delta, "text", None) or ""
+
+
+STREAMED_TEXT_FIELDS = {
+    "text_delta": "text",
+    "thinking_delta": "thinking",
+    "input_json_delta": "partial_json",
+}
+"""Delta types that stream text, each with the attribute holding it: what meters count and watch."""
+
+
+def streamed_text(delta: Any) -> str | None:
+    """The text a delta streams (answer, thinking or tool input), or ``None`` for other delta types."""
+    attribute = STREAMED_TEXT_FIELDS.get(delta.type)
+    return None if attribute is None else str(getattr(delta, attribute))

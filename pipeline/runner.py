@@ -177,7 +177,7 @@ class StreamRun:
 
     async def _end(self, source: EventSource, error: RilletError | None, fanout: FanOut) -> StreamResult:
         await self._deliver(self._finish(), fanout)
-        if fanout.failure is not None and self._outcome is None:
+        if fanout.failure is not None and self._outcome in (None, "error"):
             self._outcome, error = "error", fanout.failure
             self._reason, error_type = str(fanout.failure), "sink_error"
         elif error is not None and self._outcome is None:

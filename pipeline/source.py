@@ -80,6 +80,8 @@ class Source:
         async with send:
             while True:
                 failure = await self._attempt(send, stitcher, plan)
+                for event in stitcher.salvage():
+                    await self._send(send, event, time.perf_counter_ns())
                 transcript = stitcher.transcript
                 if failure is None or transcript.stop_reason is not None:
                     if not transcript.stopped:

@@ -15,7 +15,9 @@ from pipeline.simulator import SimulatorSettings, reference_text
 RILLET = [sys.executable, "-m", "pipeline.cli"]
 
 
-def rillet(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def rillet(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Runs the command with no API key or base URL, as on a fresh machine."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     return subprocess.run(
@@ -110,7 +112,15 @@ def test_missing_prompt_file_is_a_config_error(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("fixture", sorted(p.stem for p in (Path(__file__).parents[1].parent / "shared" / "fixtures" / "sse" / "expected").glob("*.json")))
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(
+        p.stem
+        for p in (Path(__file__).parents[1].parent / "shared" / "fixtures" / "sse" / "expected").glob(
+            "*.json"
+        )
+    ),
+)
 def test_replay_writes_the_sdk_message(tmp_path: Path, fixtures_dir: Path, fixture: str) -> None:
     """`rillet replay` of every recorded stream writes the message the SDK itself accumulates."""
     out = tmp_path / "final.json"
@@ -151,7 +161,9 @@ def test_replay_passes_unknown_event_types_through(tmp_path: Path, fixtures_dir:
     config.write_text('[[sinks]]\ntype = "file"\npath = "events.jsonl"\nmode = "jsonl"\n', encoding="utf-8")
     done = rillet("replay", recorded, "--config", config, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == json.loads((fixtures_dir / "expected" / "sdk-basic_response.json").read_text())
+    assert json.loads(done.stdout) == json.loads(
+        (fixtures_dir / "expected" / "sdk-basic_response.json").read_text()
+    )
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     thought = next(event for event in events if event["type"] == "message_thought")
     assert thought["event"]["detail"] == {"x": 1}

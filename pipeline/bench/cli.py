@@ -133,15 +133,12 @@ def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
     bench.pop("mode", None)
     if args.config is not None and bench.get("prompts") is not None:
         bench["prompts"] = str((args.config.parent / bench["prompts"]).resolve())
-    if (
-        "concurrency" in bench
-        and args.request_rate is not None
-        or "request_rate" in bench
-        and args.concurrency
+    if ("concurrency" in bench and args.request_rate is not None) or (
+        "request_rate" in bench and args.concurrency
     ):
         bench.pop("concurrency", None)
         bench.pop("request_rate", None)
-    if "num_requests" in bench and args.duration is not None or "duration" in bench and args.num_requests:
+    if ("num_requests" in bench and args.duration is not None) or ("duration" in bench and args.num_requests):
         bench.pop("num_requests", None)
         bench.pop("duration", None)
     bench |= {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}

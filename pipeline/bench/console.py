@@ -40,6 +40,7 @@ def _stats(result: dict[str, Any], key: str, label: str, percentiles: Sequence[f
     lines += [
         _row(f"P{percentile_label(p)[1:]} {label} (ms):", result[f"{percentile_label(p)}_{key}_ms"])
         for p in percentiles
+        if p != 50
     ]
     return lines
 
@@ -118,6 +119,9 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
         lines.append(_title("Measurement error vs simulator truth"))
         lines.append(_row("Requests checked:", result["truth_checked"]))
         lines += _stats(result, "ttft_error", "TTFT error", p)
+        for part in ("send", "receive"):
+            pair = f"{result[f'median_ttft_error_{part}_ms']:.2f} / {result[f'p99_ttft_error_{part}_ms']:.2f}"
+            lines.append(_row(f"of which {part} (median / P99, ms):", pair))
     return lines
 
 

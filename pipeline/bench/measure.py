@@ -2,11 +2,12 @@
 
 Requests go through the library's own :class:`~pipeline.runner.Pipeline` with the latency and
 cost stages, so the bench measures exactly what every rillet run measures. The source's resume is
-off: a benchmark reports a failure as a failure, it does not hide it in a slower success.
+off (:data:`NO_RESUME`).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import time
@@ -23,11 +24,15 @@ from pipeline.bench.record import RecordStage, RequestRecord, build_record
 from pipeline.bench.settings import BenchSettings
 from pipeline.bench.workload import Workload
 from pipeline.client import make_client
+from pipeline.resume import ResumeSettings
 from pipeline.runner import Pipeline
 from pipeline.sink import SinkSpec
 from pipeline.source import Source
 from pipeline.stages.cost import CostStage
 from pipeline.stages.latency import LatencyStage
+
+NO_RESUME = ResumeSettings(mode="off", max_attempts=1)
+"""A benchmark reports a failure as a failure: no retry hides it in a slower success."""
 
 WARMUP_MAX_TOKENS = 16
 """Warm-up requests only open connections and wake the path: a few tokens are enough."""
@@ -107,7 +112,8 @@ async def run_worker(
         async def send(dispatch: Dispatch, *, max_tokens: int | None = None) -> RequestRecord:
             request = workload.request(dispatch.index, max_tokens=max_tokens)
             stream = pipeline.stream(request)
-            result = await stream.run(Source(client, stream.request, stream.stream_id), pipeline.fanout)
+            source = Source(client, stream.request, stream.stream_id, resume=NO_RESUME)
+            result = await stream.run(source, pipeline.fanout)
             stage = next(s for s in stream.stages if isinstance(s, RecordStage))
             return build_record(
                 result,
@@ -133,6 +139,7 @@ async def run_worker(
         warmup = plan.share(settings.warmup_for(plan.point))
         if warmup:
             await closed_loop(warm, min(warmup, slots), Budget(warmup, None, first_index=-warmup))
+        quiet_garbage_collector()
         start_ns = await ready()
         sampler = LoopLagSampler()
         budget = _budget(plan, start_ns)
@@ -145,6 +152,17 @@ async def run_worker(
     out.loop_lag = list(sampler.samples)
     out.peak_rss_bytes = peak_rss_bytes()
     return out
+
+
+def quiet_garbage_collector() -> None:
+    """Moves everything alive after the warm-up out of the collector's sight (``gc.freeze``).
+
+    The SDK, pydantic and the price tables leave about a million long-lived objects; a full
+    collection walks them all, stalling the loop for tens of milliseconds, and the stall lands in
+    whichever request's TTFT was waiting. Frozen, they are never walked again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _budget(plan: WorkerPlan, start_ns: int) -> Budget:

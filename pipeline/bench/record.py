@@ -8,11 +8,10 @@ never re-timing them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import anthropic
 
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.runner import StreamResult
@@ -81,6 +80,8 @@ class RequestRecord:
     cost_estimated: bool = False
     server_ttft: float | None = None
     ttft_error: float | None = None
+    ttft_error_send: float | None = None
+    ttft_error_receive: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,26 +110,23 @@ class RequestRecord:
         return cls(**fields)
 
 
-def error_key(result: StreamResult) -> str | None:
-    """Errors by what a user must tell apart: an HTTP status, an error event mid-stream, a drop."""
+_STATUS = re.compile(r"(\d{3}) ")
+
+
+def error_key(result: StreamResult, stage: RecordStage) -> str | None:
+    """Errors by what a user must tell apart: an HTTP status, an error event mid-stream, a drop.
+
+    ``http_429_rate_limit_error`` and ``http_529_overloaded_error`` were answered before any
+    event; ``stream_overloaded_error`` (an ``event: error``) and ``stream_connection_error`` (a
+    drop) came after the stream's headers.
+    """
     if result.outcome != "error":
         return None
-    cause = result.failure.__cause__ if result.failure is not None else None
-    if isinstance(cause, anthropic.APIStatusError):
-        kind = result.error_type or "api_error"
-        status = cause.status_code
-        return f"stream_{kind}" if status == 200 else f"http_{status}_{kind}"
-    if isinstance(cause, anthropic.APIConnectionError) or result.error_type == "connection_error":
-        return "connection_error"
-    return result.error_type or "error"
-
-
-def failed_request_id(result: StreamResult) -> str | None:
-    """The request id an HTTP error response carried, when no attempt got as far as its stream."""
-    cause = result.failure.__cause__ if result.failure is not None else None
-    if isinstance(cause, anthropic.APIStatusError):
-        return cause.request_id
-    return None
+    kind = result.error_type or "error"
+    if 200 in stage.statuses:
+        return f"stream_{kind}"
+    status = _STATUS.match(result.error or "")
+    return f"http_{status[1]}_{kind}" if status else kind
 
 
 def build_record(
@@ -149,9 +147,9 @@ def build_record(
     record = RequestRecord(
         index=index,
         worker=worker,
-        request_id=stage.request_ids[-1] if stage.request_ids else failed_request_id(result),
+        request_id=stage.request_ids[-1] if stage.request_ids else None,
         outcome=result.outcome,
-        error_type=error_key(result),
+        error_type=error_key(result, stage),
         stop_reason=result.stop_reason,
         attempts=result.attempts,
         max_tokens=max_tokens,

@@ -190,4 +190,6 @@ def _truth(run: PointRun, done: Sequence[RequestRecord], percentiles: Sequence[f
     out: dict[str, Any] = {"truth_checked": run.truth_checked}
     out |= Summary.of(errors, percentiles).keys("ttft_error")
     out["max_ttft_error_ms"] = max(errors) * 1000
+    out |= Summary.of(_values(done, "ttft_error_send"), percentiles).keys("ttft_error_send")
+    out |= Summary.of(_values(done, "ttft_error_receive"), percentiles).keys("ttft_error_receive")
     return out

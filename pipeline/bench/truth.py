@@ -4,7 +4,8 @@ The simulator stamps each event with ``time.perf_counter_ns()`` just before writ
 that clock is ``CLOCK_MONOTONIC``, shared by every process on the machine, so the client's and
 the server's stamps compare directly. A request's measurement error is client TTFT − server TTFT
 (server: request received → first ``content_block_delta`` written): what the client adds by
-building and sending the request and by reading, parsing and stamping the response.
+building and sending the request (``send``: clock start → server receipt, the SDK's request
+building is most of it) and by reading, parsing and stamping the response (``receive``).
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ class TruthCheck:
     server_max_concurrent_requests: int | None
 
 
-def server_ttft(truth: dict[str, Any]) -> float | None:
-    """Seconds from receipt to the first content delta written, or None if none was."""
+def first_delta_ns(truth: dict[str, Any]) -> int | None:
+    """When the server wrote the first content delta, or None if it never did."""
     for event in truth["events"]:
         if event["type"] == "content_block_delta":
-            return float(event["sent_ns"] - truth["received_ns"]) / 1e9
+            return int(event["sent_ns"])
     return None
 
 
 def apply_truth(record: RequestRecord, truth: dict[str, Any]) -> None:
-    record.server_ttft = server_ttft(truth)
-    if record.server_ttft is not None and record.ttft is not None:
-        record.ttft_error = record.ttft - record.server_ttft
+    """Server TTFT, and the client's error split where it arises: sending, and receiving."""
+    first = first_delta_ns(truth)
+    if first is None or record.ttft is None:
+        return
+    received = int(truth["received_ns"])
+    record.server_ttft = (first - received) / 1e9
+    record.ttft_error = record.ttft - record.server_ttft
+    record.ttft_error_send = (received - record.start_ns) / 1e9
+    record.ttft_error_receive = record.ttft_error - record.ttft_error_send
 
 
 async def check_truth(base_url: str, records: Sequence[RequestRecord]) -> TruthCheck:

@@ -89,9 +89,10 @@ class _Connection:
         while True:
             evicted, frames = log.after(self.cursor)
             if evicted:
-                snapshot = {"message": log.snapshot(), "text": log.text()}
-                out.append(encode_frame(log.last_id, "reset", snapshot))
-                self.cursor, frames = log.last_id, []
+                # The snapshot is the message as of the tail; an ended log's ``end`` frame still follows.
+                self.cursor = log.last_id - (log.ended is not None)
+                out.append(encode_frame(self.cursor, "reset", {"message": log.snapshot()}))
+                _, frames = log.after(self.cursor)
             size = sum(map(len, out))
             taken = 0
             for frame in frames:

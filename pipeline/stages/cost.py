@@ -26,15 +26,13 @@ from typing import Any, NamedTuple
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
-from pipeline.events import CostUpdate, Item, Usage
+from pipeline.events import CostUpdate, Item, Usage, streamed_text
 from pipeline.stages._base import StreamContext
 
 logger = logging.getLogger(__name__)
 
 _RATE_PROBE = 1_000_000
 """Output tokens added to price one more output token without rounding trouble."""
-
-_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +153,10 @@ class CostStage:
         kind = event.type
         current = self._current
         if kind == "content_block_delta":
-            attribute = _DELTA_FIELDS.get(event.delta.type)
-            if current is None or attribute is None:
+            text = streamed_text(event.delta)
+            if current is None or text is None:
                 return (item,)
-            current.stream(len(getattr(event.delta, attribute)), self.settings.chars_per_token)
+            current.stream(len(text), self.settings.chars_per_token)
             self._stale = True
             if current.estimated_tokens < self._next_tokens:
                 return (item,)

@@ -21,13 +21,11 @@ from array import array
 from collections.abc import Iterable
 from typing import Literal
 
-from pipeline.events import FirstToken, Item, LatencySummary
+from pipeline.events import STREAMED_TEXT_FIELDS, FirstToken, Item, LatencySummary
 from pipeline.stages._base import StreamContext
 
 _CONTENT_FIELDS = {
-    "text_delta": "text",
-    "thinking_delta": "thinking",
-    "input_json_delta": "partial_json",
+    **STREAMED_TEXT_FIELDS,
     "signature_delta": "signature",
     "citations_delta": "citation",
 }
@@ -97,7 +95,7 @@ class LatencyStage:
             to_first_thinking=firsts.get("thinking"),
             end_to_end=end,
             time_per_output_token=tpot,
-            gaps=tuple(self._gaps),
+            gaps=self._gaps,
             output_tokens=output_tokens,
         )
         return (self._ctx.item(summary),)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from pipeline.events import AbortRequested, Item, RepetitionDetected
+from pipeline.events import AbortRequested, Item, RepetitionDetected, streamed_text
 from pipeline.stages._base import StreamContext
 
 Channel = Literal["text", "thinking", "tool_input"]
@@ -69,7 +69,6 @@ _BLOCK_CHANNELS: dict[str, Channel] = {
     "tool_use": "tool_input",
     "server_tool_use": "tool_input",
 }
-_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 _ALNUM = re.compile(r"[^\W_]")
 _FENCE_MARKERS = ("\n```", "\n~~~")
 
@@ -229,9 +228,9 @@ class RepetitionStage:
         if kind == "content_block_delta":
             tail = self._tails.get(event.index)
             if tail is not None:
-                attribute = _DELTA_FIELDS.get(event.delta.type)
-                if attribute is not None:
-                    loop = tail.feed(getattr(event.delta, attribute))
+                text = streamed_text(event.delta)
+                if text is not None:
+                    loop = tail.feed(text)
                     if loop is not None:
                         return (item, *self._fire(item, loop))
         elif kind == "content_block_start":
@@ -272,4 +271,4 @@ class RepetitionStage:
 
     @staticmethod
     def _detected(loop: Loop, action: Literal["warn", "abort"]) -> RepetitionDetected:
-        return RepetitionDetected(loop.period, int(loop.repeats), action, loop.unit[:80])
+        return RepetitionDetected(loop.period, round(loop.repeats, 2), loop.span, action, loop.unit[:80])

@@ -128,13 +128,15 @@ def mixed_cases(seed: int, count: int, models: Sequence[str] = MODELS) -> list[C
         prompt = f"Write a short report on the {rng.choice(TOPICS)} of region {rng.randrange(10**6)}."
         kind = rng.randrange(10)
         if kind < 5:
-            case = Case(model, prompt, drop_after=rng.randrange(0, 100))
+            case = Case(model, prompt, drop_after=rng.randrange(0, 100), fail_first=1)
         elif kind == 5:
-            case = Case(model, prompt, scenario="tool_use", drop_after=rng.randrange(0, 24))
+            case = Case(model, prompt, scenario="tool_use", drop_after=rng.randrange(0, 24), fail_first=1)
         elif kind == 6:
-            case = Case(model, prompt, drop_after=rng.randrange(8, 40), drop_continuations=True, max_attempts=16)
+            case = Case(
+                model, prompt, drop_after=rng.randrange(20, 45), drop_continuations=True, max_attempts=12
+            )
         elif kind == 7:
-            case = Case(model, prompt, scenario="overloaded", drop_after=rng.randrange(0, 100))
+            case = Case(model, prompt, scenario="overloaded", drop_after=rng.randrange(0, 100), fail_first=1)
         elif kind == 8:
             case = Case(model, prompt, scenario="rate_limited", fail_first=rng.randint(1, 2))
         else:

@@ -25,7 +25,21 @@ from sinks.sse_log import SseLogSink, StreamLog, encode_frame
 from tests.serve.sse_parser import SseParser, parse
 from tests.sinks.conformance import CHECKS, FIXTURES, Check, recorded_items
 
-TRICKY = ["\r", "\n", "\r\n", "\0", "\u2028", "\u2029", "\ufeff", "\U0001f680", "👩‍👩‍👧", "data: x", "event: error", ":", " "]
+TRICKY = [
+    "\r",
+    "\n",
+    "\r\n",
+    "\0",
+    "\u2028",
+    "\u2029",
+    "\ufeff",
+    "\U0001f680",
+    "👩‍👩‍👧",
+    "data: x",
+    "event: error",
+    ":",
+    " ",
+]
 
 texts = st.lists(st.sampled_from(TRICKY) | st.text(max_size=4), max_size=24).map("".join)
 
@@ -38,7 +52,9 @@ def frames_of(log: StreamLog) -> list[dict[str, Any]]:
 
 def text_item(stream_id: str, index: int, text: str, attempt: int = 1) -> Item:
     delta = TextDelta(type="text_delta", text=text)
-    return Item(stream_id, RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta), 0, attempt)
+    return Item(
+        stream_id, RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta), 0, attempt
+    )
 
 
 def block_start(stream_id: str, index: int, attempt: int = 1) -> Item:
@@ -107,7 +123,9 @@ def test_recorded_events_keep_their_names_and_payloads(name: str) -> None:
     for item in recorded_items(name):
         log.add(item)
         log.flush()
-    sdk_frames = [(f["event"], f["data"]) for f in frames_of(log) if not f["event"].startswith(("rillet.", "end"))]
+    sdk_frames = [
+        (f["event"], f["data"]) for f in frames_of(log) if not f["event"].startswith(("rillet.", "end"))
+    ]
     assert sdk_frames == recorded_payloads(name)
 
 
@@ -134,12 +152,16 @@ def test_api_error_is_renamed_and_pings_dropped() -> None:
     for event in (ping, error):
         log.add(Item("s", event, 0))
     log.flush()
-    assert [(f["event"], f["data"]["error"]["type"]) for f in frames_of(log)] == [("stream_error", "overloaded_error")]
+    assert [(f["event"], f["data"]["error"]["type"]) for f in frames_of(log)] == [
+        ("stream_error", "overloaded_error")
+    ]
 
 
 def test_a_resumed_attempt_does_not_restart_the_message() -> None:
     """A second ``message_start`` and a block started again under its index travel under rillet names."""
-    start = next(item for item in recorded_items("sdk-basic_response.sse") if item.event.type == "message_start")
+    start = next(
+        item for item in recorded_items("sdk-basic_response.sse") if item.event.type == "message_start"
+    )
     log = StreamLog("s")
     for item in (
         start,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import socket
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ from sinks._metrics import GAP_BUCKETS, observe_many
 from sinks.prometheus import PrometheusSink, parse_address
 from tests.sinks.conformance import CHECKS, Check
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "sse"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / ".." / "shared" / "fixtures" / "sse"
 MODEL = "claude-fable-5"
 """The model the fixture ``sdk-stream-a-refusal.sse`` reports in its ``message_start``."""
 USAGE = Usage(input_tokens=28, output_tokens=106, cache_read_input_tokens=3, cache_creation_input_tokens=5)
@@ -166,7 +168,7 @@ async def test_reconnects_and_repetitions_are_counted_per_model() -> None:
     stream = recorded_stream("s1")
     stream[-1:-1] = [
         item("s1", AttemptStarted(2, "continue", "dropped"), attempt=2),
-        item("s1", RepetitionDetected(40, 5, "abort", "la la")),
+        item("s1", RepetitionDetected(40, 5, 200, "abort", "la la")),
     ]
     stream[-1] = item("s1", StreamEnded("aborted_repetition", None))
     async with PrometheusSink(address=None) as sink:
@@ -379,5 +381,23 @@ async def test_exposition_passes_promtool() -> None:
         await sink.write(recorded_stream("s1"))
     checked = await anyio.run_process(
         ["promtool", "check", "metrics"], input=generate_latest(sink.registry), check=False
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
+def test_shipped_config_keys_are_the_sink_arguments() -> None:
+    """config/metrics.toml's prometheus sink, policies aside, builds a sink as written."""
+    config = tomllib.loads((REPO / "config" / "metrics.toml").read_text())
+    [table] = [sink for sink in config["sinks"] if sink["type"] == "prometheus"]
+    arguments = {k: v for k, v in table.items() if k not in {"type", "buffer", "on_full", "on_error"}}
+    assert PrometheusSink(**arguments).name == "prometheus"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) missing")
+@pytest.mark.anyio
+async def test_shipped_scrape_config_passes_promtool() -> None:
+    """config/prometheus.yml is a valid Prometheus configuration."""
+    checked = await anyio.run_process(
+        ["promtool", "check", "config", str(REPO / "config" / "prometheus.yml")], check=False
     )
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()

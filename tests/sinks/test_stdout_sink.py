@@ -91,7 +91,7 @@ async def test_verbose_reports_rillet_events_on_stderr() -> None:
         cost(second),
         cost(second + 1),
         cost(2 * second),
-        Item("s1", RepetitionDetected(40, 5, "warn", "ab"), 3),
+        Item("s1", RepetitionDetected(40, 5, 200, "warn", "ab"), 3),
         cost(2 * second + 5, estimated=False),
         Item("s1", LatencySummary(0.1, 0.2, 0.3, 0.4321, None, 2.5, 0.01, (), 20), 4),
         Item("s1", StreamEnded("completed", "end_turn"), 5),

@@ -84,7 +84,7 @@ def test_a_stream_without_content_has_no_ttft() -> None:
     """A refusal with no delta: message_start is timed, TTFT is None, not zero."""
     _, summary = run(items("sdk-refusal_response"))
     assert summary.to_message_start is not None
-    assert (summary.to_first_delta, summary.time_per_output_token, summary.gaps) == (None, None, ())
+    assert (summary.to_first_delta, summary.time_per_output_token, tuple(summary.gaps)) == (None, None, ())
 
 
 def test_headers_gaps_tpot_and_end_to_end() -> None:
