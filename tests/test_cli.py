@@ -32,7 +32,7 @@ def rillet(
 
 
 def test_run_writes_the_whole_report_from_the_simulator(tmp_path: Path) -> None:
-    """`rillet run` with no key streams a long report to stdout and the file, and says it used the simulator."""
+    """`rillet run` with no key streams a long report to stdout and the file, and says so."""
     done = rillet("run", "--prompt", "A report on rivers.", "--max-tokens", "6000", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from pipeline.client import make_client
@@ -38,7 +39,13 @@ class RecordingSink:
         self.batches = 0
         self._delay = delay
         self._fail_after = fail_after
+        self._text_wanted: tuple[int, anyio.Event] | None = None
         self.closed = False
+
+    def has_text(self, chars: int) -> anyio.Event:
+        """Set once at least ``chars`` characters of text were written."""
+        self._text_wanted = (chars, anyio.Event())
+        return self._text_wanted[1]
 
     async def __aenter__(self) -> Self:
         return self
@@ -55,6 +62,8 @@ class RecordingSink:
             await anyio.sleep(self._delay)
         self.batches += 1
         self.items.extend(batch)
+        if self._text_wanted is not None and len(self.text()) >= self._text_wanted[0]:
+            self._text_wanted[1].set()
 
     def text(self, stream_id: str | None = None) -> str:
         return "".join(report_text(i) for i in self.items if stream_id is None or i.stream_id == stream_id)
@@ -85,7 +94,7 @@ async def test_a_slow_sink_under_block_gets_everything_with_a_bounded_queue(sim:
             nonlocal deepest
             while True:
                 deepest = max(deepest, pipeline.fanout.statistics()[0].queued)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
         async with pipeline, anyio.create_task_group() as tg:
             tg.start_soon(watch)
@@ -143,10 +152,11 @@ async def test_repetition_abort_closes_the_upstream_response(sim: Simulator) -> 
     assert result.stop_reason is None
     headers = next(item.event for item in sink.items if isinstance(item.event, ResponseHeaders))
     with anyio.fail_after(5):
-        while not (truth := sim.truth(headers.request_id or ""))["disconnected"]:
+        while not (truth := sim.truth(headers.request_id or ""))["disconnected"]:  # noqa: ASYNC110
             await anyio.sleep(0.01)
     assert not truth["completed"]
-    assert result.cost is not None and result.cost.usage.output_tokens < 8000
+    assert result.cost is not None
+    assert result.cost.usage.output_tokens < 8000
 
 
 @pytest.mark.anyio
@@ -160,8 +170,7 @@ async def test_cancel_keeps_the_partial_text(sim: Simulator) -> None:
             async with anyio.create_task_group() as tg:
 
                 async def cancel_after_some_text() -> None:
-                    while len(sink.text()) < 200:
-                        await anyio.sleep(0.01)
+                    await sink.has_text(200).wait()
                     stream.cancel()
 
                 tg.start_soon(cancel_after_some_text)
@@ -170,7 +179,8 @@ async def test_cancel_keeps_the_partial_text(sim: Simulator) -> None:
     text = sink.text()
     assert 200 <= len(text) < len(reference_text(paced))
     assert reference_text(paced).startswith(text)
-    assert result.message is not None and result.message["content"][0]["text"] == text
+    assert result.message is not None
+    assert result.message["content"][0]["text"] == text
     assert isinstance(sink.items[-1].event, StreamEnded)
 
 
@@ -188,12 +198,13 @@ async def test_a_failing_sink_is_isolated_by_its_policy(sim: Simulator, on_error
                 result = await pipeline.run(
                     request(max_tokens=3000, extra_headers={"x-rillet-tokens-per-s": "3000"})
                 )
-        except Exception as exc:  # noqa: BLE001 - the `fail` policy raises on exit, checked below
+        except Exception as exc:
             raised: Exception | None = exc
         else:
             raised = None
     disk = next(s for s in pipeline.fanout.statistics() if s.name == "disk")
-    assert disk.errors == 1 and disk.disabled
+    assert disk.errors == 1
+    assert disk.disabled
     assert "No space left on device" in (disk.last_error or "")
     assert isinstance(healthy.items[-1].event, StreamEnded)
     if on_error is OnError.DISABLE:
@@ -201,10 +212,13 @@ async def test_a_failing_sink_is_isolated_by_its_policy(sim: Simulator, on_error
         assert result.outcome == "completed"
         assert healthy.text() == reference_text(request(max_tokens=3000))
     else:
-        assert raised is not None and "No space left on device" in str(raised)
-        assert result.outcome == "error" and result.error_type == "sink_error"
+        assert raised is not None
+        assert "No space left on device" in str(raised)
+        assert result.outcome == "error"
+        assert result.error_type == "sink_error"
         assert len(healthy.text()) < len(reference_text(request(max_tokens=3000)))
-    assert healthy.closed and failing.closed
+    assert healthy.closed
+    assert failing.closed
 
 
 @pytest.mark.anyio
@@ -215,17 +229,19 @@ async def test_latency_and_cost_agree_with_the_simulator_truth(sim: Simulator) -
     async with make_client(api_key="k", base_url=sim.base_url) as client:
         async with Pipeline(client, stages=stages(), sinks=[SinkSpec(sink)]) as pipeline:
             result = await pipeline.run(timed)
-    assert result.latency is not None and result.latency.to_first_delta is not None
+    assert result.latency is not None
+    assert result.latency.to_first_delta is not None
     headers = next(item.event for item in sink.items if isinstance(item.event, ResponseHeaders))
     truth = sim.truth(headers.request_id or "")
     first_delta_ns = next(
-        t for kind, t in zip(truth["types"], truth["times"], strict=True) if kind == "content_block_delta"
+        event["sent_ns"] for event in truth["events"] if event["type"] == "content_block_delta"
     )
     measured_ns = next(
         item.received_ns for item in sink.items if getattr(item.event, "type", "") == "content_block_delta"
     )
     assert 0 <= measured_ns - first_delta_ns < 50_000_000
     assert result.latency.to_first_delta >= 0.15
-    assert result.cost is not None and not result.cost.estimated
+    assert result.cost is not None
+    assert not result.cost.estimated
     assert result.cost.usage.output_tokens == truth["usage"]["output_tokens"]
     assert result.cost.usd > 0

@@ -10,9 +10,15 @@ import pytest
 from pipeline.backoff import Retries, retry_after_seconds
 
 
-def retries(**kwargs: float) -> Retries:
-    settings = {"max_attempts": 5, "max_total_seconds": 100.0, "initial": 0.5, "maximum": 4.0, **kwargs}
-    return Retries(wait=False, rng=random.Random(7), **settings)  # type: ignore[arg-type]
+def retries(max_attempts: int = 5, max_total_seconds: float = 100.0) -> Retries:
+    return Retries(
+        max_attempts=max_attempts,
+        max_total_seconds=max_total_seconds,
+        initial=0.5,
+        maximum=4.0,
+        wait=False,
+        rng=random.Random(7),
+    )
 
 
 @pytest.mark.parametrize("attempts_made", [1, 2, 3, 4])

@@ -139,29 +139,32 @@ async def test_a_cursor_older_than_the_log_gets_a_reset() -> None:
         assert len(reading.body) < len(live.body) / 2
 
 
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b"{", "the body is not valid JSON"),
-        (b"[]", "Input should be an object"),
-        (b'{"max_tokens": 5}', "prompt: Field required"),
-        (b'{"prompt": ""}', "prompt: String should have at least 1 character"),
-        (b'{"prompt": "x", "max_tokens": "5"}', "max_tokens: Input should be a valid integer"),
-        (b'{"prompt": "x", "max_tokens": 0}', "max_tokens: Input should be greater than or equal to 1"),
-        (b'{"prompt": "x", "model": "a b"}', "model: String should match pattern"),
-        (b'{"prompt": "x", "temperature": 1}', "temperature: Extra inputs are not permitted"),
-        (b'{"prompt": "x", "simulator": {"scenario": "nope"}}', "simulator.scenario: Value error, unknown"),
-    ],
-    ids=["json", "array", "no-prompt", "empty", "type", "range", "model", "unknown", "scenario"],
-)
-async def test_invalid_requests_get_400_with_one_line(body: bytes, reason: str) -> None:
+INVALID = {
+    "json": (b"{", "the body is not valid JSON"),
+    "array": (b"[]", "Input should be an object"),
+    "no-prompt": (b'{"max_tokens": 5}', "prompt: Field required"),
+    "empty": (b'{"prompt": ""}', "prompt: String should have at least 1 character"),
+    "type": (b'{"prompt": "x", "max_tokens": "5"}', "max_tokens: Input should be a valid integer"),
+    "range": (b'{"prompt": "x", "max_tokens": 0}', "max_tokens: Input should be greater than or equal to 1"),
+    "model": (b'{"prompt": "x", "model": "a b"}', "model: String should match pattern"),
+    "unknown": (b'{"prompt": "x", "temperature": 1}', "temperature: Extra inputs are not permitted"),
+    "scenario": (
+        b'{"prompt": "x", "simulator": {"scenario": "nope"}}',
+        "simulator.scenario: Value error, unknown",
+    ),
+}
+
+
+async def test_invalid_requests_get_400_with_one_line() -> None:
     """Every refusal is one line that names the field."""
     async with serving() as served, served.http() as http:
-        response = await http.post("/api/streams", content=body, headers={"content-type": "application/json"})
-        assert response.status_code == 400
-        error = response.json()["error"]
-        assert error.startswith(reason)
-        assert "\n" not in error
+        for case, (body, reason) in INVALID.items():
+            headers = {"content-type": "application/json"}
+            response = await http.post("/api/streams", content=body, headers=headers)
+            assert response.status_code == 400, case
+            error = response.json()["error"]
+            assert error.startswith(reason), (case, error)
+            assert "\n" not in error, case
 
 
 async def test_size_type_and_unknown_stream_refusals() -> None:
