@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +26,37 @@ def anyio_backend() -> str:
 def fixtures_dir() -> Path:
     """The recorded SSE streams and their expected results (``shared/fixtures/sse``)."""
     return FIXTURES
+
+
+SimulatorProcess = Callable[..., str]
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[SimulatorProcess]:
+    """Starts ``rillet simulate`` in its own process with the given options; returns its base URL."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*options: str) -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.simulator", "--port", "0", *options],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert found, f"the simulator did not start: {line!r}"
+        return found.group(0)
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The environment without any ANTHROPIC_* variable, as on a fresh machine, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | extra

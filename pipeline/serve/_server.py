@@ -83,10 +83,12 @@ async def open_server(
     client: AsyncAnthropic,
     stages: Sequence[StageFactory],
     sinks: Sequence[SinkSpec] = (),
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[Server]:
     """Serves on ``settings.host:port`` while inside; on exit streams are cancelled and every sink flushes.
 
-    ``stages`` and ``sinks`` are the same as ``rillet run``'s; the SSE sink is added here.
+    ``stages`` and ``sinks`` are the same as ``rillet run``'s; the SSE sink is added here. ``sock``:
+    a socket bound already (socket activation, or a test's own buffer sizes), used instead.
     """
     sink = SseLogSink(max_bytes=settings.max_log_bytes)
     specs = [SinkSpec(sink, SSE_BUFFER), *sinks]
@@ -104,7 +106,8 @@ async def open_server(
             timeout_graceful_shutdown=settings.graceful_shutdown_s,
         )
         server = _Uvicorn(config, registry.close)
-        sock = bind(settings.host, settings.port)
+        if sock is None:
+            sock = bind(settings.host, settings.port)
 
         async def serve() -> None:
             try:

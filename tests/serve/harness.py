@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -47,12 +48,22 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(sim: SimulatorSettings | None = None, **settings: Any) -> AsyncIterator[Served]:
-    """The simulator and a server in front of it, both in the current event loop."""
+async def serving(
+    sim: SimulatorSettings | None = None, *, send_buffer: int | None = None, **settings: Any
+) -> AsyncIterator[Served]:
+    """The simulator and a server in front of it, both in the current event loop.
+
+    ``send_buffer``: the server's kernel send buffer per connection, small to make a stall quick.
+    """
+    serve_settings = ServeSettings(**({"port": 0, "simulated": True} | settings))
+    sock = None
+    if send_buffer is not None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        sock.bind(("127.0.0.1", 0))
     async with open_simulator(sim or SimulatorSettings()) as simulator:
         client = make_client(api_key="sim", base_url=simulator.base_url)
-        serve_settings = ServeSettings(**({"port": 0, "simulated": True} | settings))
-        async with client, open_server(serve_settings, client=client, stages=STAGES) as server:
+        async with client, open_server(serve_settings, client=client, stages=STAGES, sock=sock) as server:
             yield Served(simulator, server)
 
 
