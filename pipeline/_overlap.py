@@ -11,16 +11,21 @@ newline of a paragraph break, is kept.
 A *continue* turn's answer often restates the end of the partial first. Both sides are folded
 (whitespace runs collapsed, case folded, with a map back to raw offsets) and the cut is, in order:
 
-1. just after the first occurrence, in the held head, of the sent text's last 48 (then 32)
-   folded chars: a restated sentence, a preamble and a restatement, a full restart;
-2. after the longest suffix of the sent text that prefixes the head, if it is at least 16 chars
-   (a restated partial word, ``…the conf`` + ``the configuration…``), or, for a shorter one, if
-   the head does not start with whitespace and the overlap holds a word, starts a word of the tail and ends a
-   word or a punctuation mark of the head (``…stored in`` + ``in memory``, ``…I'`` + ``I'll``): a
-   seamless continuation of a whole word starts with a space, and one of a cut word continues
-   it, so ``…the plugin`` + ``in production`` and ``…a`` + ``ardvark`` are kept. A restated cut
+1. after the longest suffix of the sent text that prefixes the head, if it is at least 16 chars
+   (``…the story of the`` + ``the story of the mill…``), or, for a shorter one, if the head does
+   not start with whitespace and the overlap starts a word of the tail, ends a word or a
+   punctuation mark of the head, and holds a word char or two marks, or one the head repeats
+   (``…stored in`` + ``in memory``, ``…I'`` + ``I'll``, ``…\n- **`` + ``- **Title**``, ``…\n#``
+   + ``## Title``). A seamless continuation of a whole
+   word starts with a space, and one of a cut word continues it, so ``…the plugin`` + ``in
+   production``, ``…a`` + ``ardvark`` and a table's ``|`` + ``| next row`` are kept. A restated cut
    word shorter than 16 chars (``…the conf`` + ``configuration``) is kept too: rare, and the
    alternative would cut real words such as ``aardvark``;
+2. just after an occurrence, in the held head, of the sent text's last 48 (then 32) folded chars,
+   provided the head before it is explained: it agrees with the sent text backwards from there
+   up to at most 200 unexplained chars (a preamble). This finds a restated passage after a
+   preamble (``Sure, continuing: …the p99 dropped after the conf`` + ``iguration…``) and a full
+   restart, but not the same 32-char phrase recurring further on, which templated prose does;
 3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
 
 Before that, a fence line reopening the code block the sent text is inside, and a restated
@@ -36,6 +41,9 @@ ANCHORS = (48, 32)
 
 MIN_OVERLAP = 16
 """A suffix/prefix overlap this long is a restatement whatever the word boundaries."""
+
+PREAMBLE_CHARS = 200
+"""Head chars before an anchor that need not agree with the sent text (a preamble)."""
 
 HOLD_CHARS = 1500
 """How much of a continue turn's answer is held back before the cut is decided."""
@@ -66,8 +74,8 @@ def fold(text: str) -> tuple[str, list[int]]:
     return "".join(chars), index
 
 
-def drop_repeated_whitespace(sent: str, text: str) -> tuple[str, str]:
-    """Drops from ``text`` its common prefix with ``sent`` (whitespace sinks already have).
+def drop_repeated(sent: str, text: str) -> tuple[str, str]:
+    """Drops from ``text`` its common prefix with ``sent``, which sinks already have.
 
     Returns what of ``sent`` is still to be matched (non-empty only when ``text`` was consumed
     whole, so the next delta goes on matching) and the text to emit.
@@ -90,7 +98,7 @@ def restated_end(sent: str, head: str) -> int:
 def _text_restated(sent: str, head: str) -> int:
     tail, _ = fold(sent[-TAIL_CHARS:])
     folded, index = fold(head)
-    end = _anchor_end(tail, folded) or _overlap_end(tail, folded, short_ok=not head[:1].isspace())
+    end = _overlap_end(tail, folded, short_ok=not head[:1].isspace()) or _anchor_end(tail, folded)
     if end == 0:
         return 0
     return index[end] if end < len(folded) else len(head)
@@ -98,11 +106,24 @@ def _text_restated(sent: str, head: str) -> int:
 
 def _anchor_end(tail: str, head: str) -> int:
     for size in ANCHORS:
-        if len(tail) >= size:
-            found = head.find(tail[-size:])
-            if found >= 0:
-                return found + size
+        if len(tail) < size:
+            continue
+        found = head.find(tail[-size:])
+        while found >= 0:
+            end = found + size
+            if end - _agreeing(tail, head[:end]) <= PREAMBLE_CHARS:
+                return end
+            found = head.find(tail[-size:], found + 1)
     return 0
+
+
+def _agreeing(a: str, b: str) -> int:
+    """Length of the common suffix of ``a`` and ``b``."""
+    n = 0
+    limit = min(len(a), len(b))
+    while n < limit and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
@@ -117,10 +138,20 @@ def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
 
 
 def _whole_words(tail: str, head: str, size: int) -> bool:
-    """The overlap holds a word, starts a word of the tail and ends a word or punctuation mark of the head."""
+    """The overlap starts a word of the tail, ends a word or a mark of the head, and is not a lone mark.
+
+    A lone mark counts only when the head repeats it (``…\n\n#`` + ``## Title``: the heading
+    marker restated whole); ``…\n\n#`` + ``# Title`` and a table's ``|`` + ``| row`` are seamless.
+    """
+    overlap = head[:size]
     starts_word = size == len(tail) or tail[-size - 1] == " "
     ends_word = size == len(head) or not _wordish(head[size]) or not _wordish(head[size - 1])
-    return starts_word and ends_word and any(map(_wordish, head[:size]))
+    substantial = (
+        any(map(_wordish, overlap))
+        or len(overlap.replace(" ", "")) >= 2
+        or (size < len(head) and head[size] == overlap[-1])
+    )
+    return starts_word and ends_word and substantial
 
 
 def _wordish(char: str) -> bool:

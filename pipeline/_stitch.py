@@ -33,10 +33,14 @@ from typing import Any, Literal
 
 from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStopEvent, TextDelta
 
-from pipeline._overlap import HOLD_CHARS, drop_repeated_whitespace, restated_end
+from pipeline._overlap import HOLD_CHARS, drop_repeated, restated_end
 
-Join = Literal["prefill", "continue"]
-"""How a resumed attempt's first text block joins the text so far (``None``: it does not)."""
+Join = Literal["prefill", "continue", "retry"]
+"""How a resumed attempt's first text block joins the text so far (``None``: it does not).
+
+``prefill`` drops the whitespace the request stripped, ``continue`` also the restated words, and
+``retry`` (the original request again, after at most one word was sent) what the fresh answer
+repeats of the text sent."""
 
 _HELD = frozenset({"tool_use", "server_tool_use"})
 
@@ -192,7 +196,7 @@ class Stitcher:
 class _Join:
     """The first text block of a resumed attempt, joined to the text sinks already have."""
 
-    __slots__ = ("head", "held", "index", "sent", "start", "stitcher", "target", "whitespace")
+    __slots__ = ("head", "held", "index", "repeated", "sent", "start", "stitcher", "target")
 
     def __init__(self, stitcher: Stitcher, start: Any, mode: Join) -> None:
         transcript = stitcher.transcript
@@ -200,8 +204,8 @@ class _Join:
         self.stitcher = stitcher
         self.index: int = start.index
         self.start = start
-        self.whitespace = text[len(text.rstrip()) :]
-        """Sent whitespace the continuation may repeat (the request stripped it)."""
+        self.repeated = text if mode == "retry" else text[len(text.rstrip()) :]
+        """Sent text the answer may begin with again: the whitespace the request stripped, or all."""
         self.target: int | None = transcript.open
         """The logical block the text goes to: the interrupted one if open, else one made on demand."""
         self.sent = text if mode == "continue" else ""
@@ -239,8 +243,8 @@ class _Join:
         return head[restated_end(self.sent, head) :]
 
     def _text(self, text: str, event: Any) -> Sequence[Any]:
-        if self.whitespace:
-            self.whitespace, text = drop_repeated_whitespace(self.whitespace, text)
+        if self.repeated:
+            self.repeated, text = drop_repeated(self.repeated, text)
         if not text:
             return ()
         out = self._started()

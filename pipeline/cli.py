@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pipeline.bench import cli as bench_cli
 from pipeline.errors import ConfigError, InputError, RilletError
 from pipeline.jobs import cli as jobs_cli
 from pipeline.simulator import cli as simulator_cli
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     jobs_cli.register(commands)
+    bench_cli.register(commands)
     simulator_cli.register(commands)
     return parser
 

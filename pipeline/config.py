@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.resume import ResumeSettings
 from pipeline.sink import Buffer, OnError, OnFull
 from pipeline.stages import StageFactory
 from pipeline.stages.accumulate import AccumulateStage
@@ -169,8 +170,15 @@ class RunConfig(Strict):
 
     request: RequestConfig = RequestConfig()
     api: ApiConfig = ApiConfig()
+    resume: ResumeSettings = ResumeSettings()
     stages: list[StageConfig] = list(DEFAULT_STAGES)
     sinks: list[SinkConfig] = list(DEFAULT_SINKS)
+    bench: dict[str, Any] | None = None
+    """``rillet bench``'s table: validated by that application, which the core never imports."""
+    serve: dict[str, Any] | None = None
+    """``rillet serve``'s table, likewise."""
+    redis: dict[str, Any] | None = None
+    """The scale-out commands' table, likewise."""
 
     @model_validator(mode="after")
     def _name_sinks(self) -> RunConfig:
@@ -207,13 +215,19 @@ def load_config(path: Path | None) -> RunConfig:
     """Reads and validates a config file; ``None`` gives the built-in defaults."""
     if path is None:
         return RunConfig()
+    return parse_config(read_toml(path), path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's tables, or one line naming the file and what is wrong with it."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    return parse_config(data, path)
 
 
 def parse_config(data: dict[str, Any], path: Path) -> RunConfig:
@@ -222,6 +236,8 @@ def parse_config(data: dict[str, Any], path: Path) -> RunConfig:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(path, exc)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     prompt_file = config.request.prompt_file
     if prompt_file is not None and not prompt_file.is_absolute():
         request = config.request.model_copy(update={"prompt_file": path.parent / prompt_file})

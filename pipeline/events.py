@@ -132,6 +132,9 @@ class CostUpdate:
     model: str
     usage: Usage
     attempts: int
+    saved_usd: float = 0.0
+    """What resuming saved against restarting: the output a restart would have generated again, less
+    the input the resumes paid again for the text sent back."""
     type: Literal["rillet.cost"] = "rillet.cost"
 
 

@@ -14,7 +14,8 @@ text received so far is sent back and the model asked to carry on.
   :mod:`pipeline._stitch`). It is the only way on for a stream holding a thinking block (which
   cannot be sent back partial, nor prefilled) or a finished tool call (which needs its result
   before a user turn), if ``on_thinking="restart"``; the default is to fail.
-- ``retry``: nothing but whitespace was sent yet, so the original request is simply sent again.
+- ``retry``: at most one word was sent (maybe a cut one, ``#`` of ``##``), too little to continue
+  from, so the original request is sent again and what its answer repeats of that word dropped.
 
 ``auto`` picks ``prefill`` where the model accepts it, else ``continue``; which models accept it
 is guessed from the model id and learnt from the API's 400 (:class:`PrefillSupport`). A stream
@@ -27,6 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import ConfigDict
 
 from pipeline._failure import Failure
 from pipeline._stitch import Join, Transcript
@@ -46,7 +49,12 @@ PROMPT_TAIL_CHARS = 300
 
 @dataclass(frozen=True, slots=True)
 class ResumeSettings:
-    """How a logical stream survives drops, stalls, error events and 429/529/5xx answers."""
+    """How a logical stream survives drops, stalls, error events and 429/529/5xx answers.
+
+    Also the ``[resume]`` table of a config file, validated as it stands (unknown keys refused).
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     mode: ResumeMode = "auto"
     max_attempts: int = 4
@@ -142,8 +150,8 @@ def plan_resume(
         support.reject(model)
     blocks = [text for text in transcript.text_blocks() if text.strip()]
     spliceable = all(kind == "text" for kind in transcript.types)
-    if spliceable and not blocks:
-        return Plan("retry", failure.reason, request, "prefill" if transcript.open is not None else None)
+    if spliceable and len("".join(blocks).split()) < 2:
+        return Plan("retry", failure.reason, request, "retry")
     if settings.mode == "off":
         raise SourceError(f"{failure.message} (resume is off)", failure.reason)
     if not spliceable or _thinking(request) or request["messages"][-1].get("role") == "assistant":

@@ -30,6 +30,7 @@ from pipeline.events import (
     StreamEnded,
 )
 from pipeline.fanout import FanOut
+from pipeline.resume import ResumeSettings
 from pipeline.sink import SinkSpec
 from pipeline.source import EventSource, Source
 from pipeline.stages import Stage, StageFactory, StreamContext
@@ -218,11 +219,17 @@ class Pipeline:
     """
 
     def __init__(
-        self, client: AsyncAnthropic, *, stages: Sequence[StageFactory], sinks: Sequence[SinkSpec]
+        self,
+        client: AsyncAnthropic,
+        *,
+        stages: Sequence[StageFactory],
+        sinks: Sequence[SinkSpec],
+        resume: ResumeSettings | None = None,
     ) -> None:
         self.client = client
         self.stages = tuple(stages)
         self.fanout = FanOut(sinks)
+        self.resume = resume
 
     def stream(self, request: dict[str, Any], stream_id: str | None = None) -> StreamRun:
         """A stream ready to :meth:`StreamRun.run`, so a caller can keep it (to cancel it, to show it)."""
@@ -234,7 +241,8 @@ class Pipeline:
 
     async def run_stream(self, stream: StreamRun) -> StreamResult:
         """Runs a stream made by :meth:`stream` against the API."""
-        return await stream.run(Source(self.client, stream.request, stream.stream_id), self.fanout)
+        source = Source(self.client, stream.request, stream.stream_id, resume=self.resume)
+        return await stream.run(source, self.fanout)
 
     async def __aenter__(self) -> Self:
         await self.fanout.__aenter__()

@@ -92,11 +92,9 @@ class Source:
                 if not failure.retryable:
                     raise SourceError(failure.message, failure.reason)
                 plan = plan_resume(self._request, transcript, failure, settings, self._support)
-                delay = (
-                    0.0
-                    if failure.prefill_rejected
-                    else retries.delay(self.attempts, retry_after=failure.retry_after, slow=failure.slow)
-                )
+                delay = retries.delay(self.attempts, retry_after=failure.retry_after, slow=failure.slow)
+                if failure.prefill_rejected and delay is not None:
+                    delay = 0.0  # a capability learnt, not an outage: switch to continue at once
                 if delay is None:
                     raise SourceError(
                         f"{failure.message}; gave up after {self.attempts} attempts in "
@@ -152,7 +150,12 @@ class Source:
                 watchdog.last_ns = time.perf_counter_ns()
 
     async def _send(self, send: MemoryObjectSendStream[Item], event: Any, received_ns: int) -> None:
-        await send.send(Item(self._stream_id, event, received_ns, self.attempts))
+        """Waits only when the chain is behind: a checkpoint per event would cost a loop turn each."""
+        item = Item(self._stream_id, event, received_ns, self.attempts)
+        try:
+            send.send_nowait(item)
+        except anyio.WouldBlock:
+            await send.send(item)
 
 
 _SENDING = 2**62

@@ -49,7 +49,7 @@ import anyio
 import pydantic
 
 from pipeline.errors import ConfigError, SinkError
-from pipeline.events import Item, StreamEnded, event_type, report_text
+from pipeline.events import AttemptStarted, Item, StreamEnded, event_type, report_text
 
 Mode = Literal["text", "jsonl"]
 
@@ -134,6 +134,11 @@ def _closing_reason(exc_type: type[BaseException]) -> str:
     return f"the run failed ({exc_type.__name__}) before the stream ended"
 
 
+def _restarts(item: Item) -> bool:
+    """A text report starts over when the source restarts the generation (not on a resume)."""
+    return isinstance(item.event, AttemptStarted) and item.event.strategy == "restart"
+
+
 class _File:
     """One output file: its handle, the streams it holds, how they ended, what waits to be written."""
 
@@ -145,6 +150,8 @@ class _File:
         self.pending: list[str] = []
         self.size = 0
         """Characters (text) or lines (jsonl) received so far, for the marker."""
+        self.restarted = False
+        """The stream started over (resume mode ``restart``): the text so far is void."""
         self.finished = False
 
 
@@ -202,6 +209,10 @@ class FileSink:
                 file = self._files.get(item.stream_id)
                 if file is None or item.stream_id in self._ended:
                     file = await self._file_for(item.stream_id)
+                if self._mode == "text" and _restarts(item):
+                    file.pending.clear()
+                    file.size, file.restarted = 0, True
+                    touched[file] = None
                 piece = self._encode(item)
                 if piece:
                     file.pending.append(piece)
@@ -290,6 +301,10 @@ class FileSink:
         file.pending.clear()
         try:
             with anyio.CancelScope(shield=True):
+                if file.restarted:
+                    file.restarted = False
+                    await file.handle.seek(0)
+                    await file.handle.truncate()
                 await file.handle.write(text)
         except OSError as exc:
             raise self._failed("write", file.part, exc) from exc

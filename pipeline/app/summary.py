@@ -17,6 +17,8 @@ def summary_line(result: StreamResult, duration: float) -> str:
         parts.append(f"{usage.output_tokens:,} output tokens, {usage.input_tokens:,} input")
         usd = "cost unknown" if math.isnan(result.cost.usd) else f"${result.cost.usd:.4f}"
         parts.append(usd + (" (estimated)" if result.cost.estimated else ""))
+        if result.cost.saved_usd > 0:
+            parts.append(f"resuming saved ${result.cost.saved_usd:.4f}")
     if result.latency is not None and result.latency.to_first_delta is not None:
         parts.append(f"TTFT {result.latency.to_first_delta:.3f} s")
     parts.append(f"{duration:.1f} s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from pipeline.bench.run import run_bench
 from pipeline.bench.settings import BenchSettings
-from pipeline.config import RunConfig, describe_validation_error, parse_config
+from pipeline.config import RunConfig, describe_validation_error, parse_config, read_toml
 from pipeline.errors import ConfigError, InputError, RilletError
 from pipeline.sink import SinkSpec
 
@@ -24,7 +23,7 @@ USAGE_ERROR = 2
 def _list(kind: type[float] | type[int]) -> Any:
     def parse(text: str) -> list[float] | list[int]:
         try:
-            return [kind(part) for part in text.split(",") if part.strip()]  # type: ignore[misc]
+            return [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__}s, got {text!r}"
@@ -123,12 +122,7 @@ def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
     data: dict[str, Any] = {}
     path: Path = args.config or Path("<defaults>")
     if args.config is not None:
-        try:
-            data = tomllib.loads(args.config.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        data = read_toml(args.config)
     bench: dict[str, Any] = dict(data.pop("bench", {}))
     bench.pop("mode", None)
     if args.config is not None and bench.get("prompts") is not None:

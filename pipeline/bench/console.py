@@ -81,7 +81,7 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
     lines.append(_title("Client (was it the bottleneck?)"))
     if result["offered_request_rate"] is not None:
         lines.append(_row("Offered rate (req/s):", float(result["offered_request_rate"])))
-    if result["achieved_request_rate"] is not None:
+    if result["offered_request_rate"] is not None and result["achieved_request_rate"] is not None:
         lines.append(_row("Achieved send rate (req/s):", result["achieved_request_rate"]))
     if result["configured_concurrency"] is not None:
         lines.append(_row("Configured concurrency:", result["configured_concurrency"]))
@@ -118,6 +118,8 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
     if "p99_ttft_error_ms" in result:
         lines.append(_title("Measurement error vs simulator truth"))
         lines.append(_row("Requests checked:", result["truth_checked"]))
+        lines.append(_row("Peak concurrency, server side:", result["server_max_concurrent_requests"]))
+        lines.append(_row("Content deltas lost:", result["lost_deltas"]))
         lines += _stats(result, "ttft_error", "TTFT error", p)
         for part in ("send", "receive"):
             pair = f"{result[f'median_ttft_error_{part}_ms']:.2f} / {result[f'p99_ttft_error_{part}_ms']:.2f}"

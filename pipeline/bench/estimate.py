@@ -33,7 +33,9 @@ def estimate_cost(settings: BenchSettings, workload: Workload) -> Estimate:
     mean_in = round(sum(workload.planned_input_tokens(i) for i in sample) / len(sample))
     mean_out = round(sum(workload.planned_output_tokens(i) for i in sample) / len(sample))
     each = _request_usd(settings.model, mean_in, mean_out)
-    warm = _request_usd(settings.model, mean_in, min(mean_out, WARMUP_MAX_TOKENS))
+    warm = _request_usd(
+        settings.model, mean_in, min(mean_out, WARMUP_MAX_TOKENS) if settings.open_loop else mean_out
+    )
     per_point: list[float | None] = []
     planned = 0.0
     for point in settings.points:

@@ -30,13 +30,26 @@ Send = Callable[[Dispatch], Awaitable[None]]
 
 
 class Budget:
-    """Hands out request indices until a count, a deadline or :meth:`stop` ends the point."""
+    """Hands out request indices until a count, a duration or :meth:`stop` ends the point.
+
+    The first ``warmup`` indices are negative: warm-up requests of the same loop, excluded from the
+    results, so measuring starts in the loop's steady state rather than in its first burst. The
+    duration runs from the first measured request.
+    """
 
     def __init__(
-        self, count: int | None, deadline_ns: int | None, first_index: int = 0, step: int = 1
+        self,
+        count: int | None,
+        duration: float | None = None,
+        *,
+        warmup: int = 0,
+        first_index: int = 0,
+        step: int = 1,
     ) -> None:
         self._left = math.inf if count is None else count
-        self.deadline_ns = deadline_ns
+        self._duration_ns = None if duration is None else round(duration * 1e9)
+        self.deadline_ns: int | None = None
+        self._warmup = warmup
         self._next = first_index
         self._step = step
         self.stopped = False
@@ -44,11 +57,21 @@ class Budget:
         self.in_flight = 0
         self.peak_in_flight = 0
 
+    def start(self, now_ns: int) -> None:
+        """Starts the duration's clock (open loop: at the schedule's start)."""
+        if self._duration_ns is not None and self.deadline_ns is None:
+            self.deadline_ns = now_ns + self._duration_ns
+
     def take(self) -> int | None:
-        """The next index, or None when the point is over."""
-        if self.stopped or self._left <= 0:
+        """The next index (negative for warm-up), or None when the point is over."""
+        if self.stopped:
             return None
-        if self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns:
+        if self._warmup > 0:
+            self._warmup -= 1
+            return -1 - self._warmup
+        now = time.perf_counter_ns()
+        self.start(now)
+        if self._left <= 0 or (self.deadline_ns is not None and now >= self.deadline_ns):
             return None
         self._left -= 1
         index, self._next = self._next, self._next + self._step
@@ -99,6 +122,7 @@ async def open_loop(
             dispatch = Dispatch(index, released_ns, time.perf_counter_ns(), scheduled_ns)
             await budget.track(send, dispatch)
 
+    budget.start(start_ns)
     async with anyio.create_task_group() as tg:
         for offset in offsets:
             scheduled_ns = start_ns + round(offset * 1e9)

@@ -1,5 +1,11 @@
 """One process's share of a point: warm up, wait for the common start, send, record.
 
+A closed loop's warm-up is its own first requests (excluded), so measuring starts once the first
+burst has spread out; an open loop warms up with short requests before its clock starts, so its
+schedule begins with open connections. Then ``gc.freeze()``: the SDK, pydantic and the price
+tables leave about a million long-lived objects, and a full collection walking them stalls the
+loop for tens of milliseconds inside whichever request's TTFT was waiting.
+
 Requests go through the library's own :class:`~pipeline.runner.Pipeline` with the latency and
 cost stages, so the bench measures exactly what every rillet run measures. The source's resume is
 off (:data:`NO_RESUME`).
@@ -130,47 +136,37 @@ async def run_worker(
 
         async def measured(dispatch: Dispatch) -> None:
             record = await send(dispatch)
-            out.records.append(record)
-            counters[DONE if record.ok else FAILED] += 1
+            if dispatch.index >= 0:
+                out.records.append(record)
+                counters[DONE if record.ok else FAILED] += 1
 
         async def warm(dispatch: Dispatch) -> None:
             await send(dispatch, max_tokens=WARMUP_MAX_TOKENS)
 
         warmup = plan.share(settings.warmup_for(plan.point))
-        if warmup:
-            await closed_loop(warm, min(warmup, slots), Budget(warmup, None, first_index=-warmup))
-        quiet_garbage_collector()
+        if warmup and settings.open_loop:
+            await closed_loop(warm, min(warmup, slots), Budget(0, warmup=warmup))
+        gc.freeze()
         start_ns = await ready()
         sampler = LoopLagSampler()
-        budget = _budget(plan, start_ns)
+        budget = _budget(plan, 0 if settings.open_loop else warmup)
         async with anyio.create_task_group() as tg:
             tg.start_soon(sampler.run)
             tg.start_soon(_stop_on, stopper, budget, tg.cancel_scope)
             await _load(plan, measured, budget, start_ns)
             tg.cancel_scope.cancel()
+        gc.unfreeze()
     out.cancelled = budget.cancelled
     out.loop_lag = list(sampler.samples)
     out.peak_rss_bytes = peak_rss_bytes()
     return out
 
 
-def quiet_garbage_collector() -> None:
-    """Moves everything alive after the warm-up out of the collector's sight (``gc.freeze``).
-
-    The SDK, pydantic and the price tables leave about a million long-lived objects; a full
-    collection walks them all, stalling the loop for tens of milliseconds, and the stall lands in
-    whichever request's TTFT was waiting. Frozen, they are never walked again.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def _budget(plan: WorkerPlan, start_ns: int) -> Budget:
+def _budget(plan: WorkerPlan, warmup: int) -> Budget:
     settings = plan.settings
     total = settings.requests_per_point
-    deadline = None if settings.duration is None else start_ns + round(settings.duration * 1e9)
     count = None if total is None else plan.share(total)
-    return Budget(count, deadline, first_index=plan.worker, step=plan.workers)
+    return Budget(count, settings.duration, warmup=warmup, first_index=plan.worker, step=plan.workers)
 
 
 async def _load(

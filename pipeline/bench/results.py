@@ -23,6 +23,7 @@ import anthropic
 from pipeline.bench.record import RequestRecord
 from pipeline.bench.settings import BenchSettings
 from pipeline.bench.stats import Summary, mean_overlap, peak_overlap
+from pipeline.bench.truth import TruthCheck
 
 BACKEND = "anthropic-messages"
 
@@ -43,7 +44,7 @@ class PointRun:
     warmup: int = 0
     interrupted: bool = False
     estimated_cost_usd: float | None = None
-    truth_checked: int = 0
+    truth: TruthCheck | None = None
 
 
 def versions() -> dict[str, str]:
@@ -184,10 +185,15 @@ def _cost(run: PointRun, records: Sequence[RequestRecord]) -> dict[str, Any]:
 
 
 def _truth(run: PointRun, done: Sequence[RequestRecord], percentiles: Sequence[float]) -> dict[str, Any]:
+    truth = run.truth
+    out: dict[str, Any] = {
+        "truth_checked": truth.checked if truth else 0,
+        "server_max_concurrent_requests": truth.server_max_concurrent_requests if truth else None,
+        "lost_deltas": truth.lost_deltas if truth else None,
+    }
     errors = _values(done, "ttft_error")
     if not errors:
-        return {"truth_checked": run.truth_checked}
-    out: dict[str, Any] = {"truth_checked": run.truth_checked}
+        return out
     out |= Summary.of(errors, percentiles).keys("ttft_error")
     out["max_ttft_error_ms"] = max(errors) * 1000
     out |= Summary.of(_values(done, "ttft_error_send"), percentiles).keys("ttft_error_send")

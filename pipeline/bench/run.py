@@ -120,12 +120,9 @@ async def run_bench(
                 run = await _run_point(settings, workload, endpoint, point, stopper, sinks, err)
                 run.estimated_cost_usd = estimate.per_point[number]
                 run.interrupted = report.interrupted
-                server_peak = None
                 if truth and endpoint.base_url and run.records:
-                    checked = await check_truth(endpoint.base_url, run.records)
-                    run.truth_checked, server_peak = checked.checked, checked.server_max_concurrent_requests
+                    run.truth = await check_truth(endpoint.base_url, run.records)
                 result = point_result(run, settings, simulated=endpoint.simulated)
-                result["server_max_concurrent_requests"] = server_peak
                 report.runs.append(run)
                 report.results.append(result)
                 print(summary(result), file=out)
@@ -187,7 +184,10 @@ async def _run_point(
             outputs = await run_workers(plans, stopper, counters)
         tg.cancel_scope.cancel()
     records = sorted((r for o in outputs for r in o.records), key=lambda r: r.released_ns)
-    started = min([*start, *(r.scheduled_ns or r.released_ns for r in records)], default=0)
+    # An open loop starts with its schedule; a closed loop with its first measured request, after
+    # the warm-up requests of the same loop.
+    clock = start if settings.open_loop else []
+    started = min([*clock, *(r.scheduled_ns or r.released_ns for r in records)], default=0)
     return PointRun(
         mode=mode,
         value=point,

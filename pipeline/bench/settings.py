@@ -53,7 +53,9 @@ class BenchSettings(_Strict):
     max_concurrency: int | None = Field(None, ge=1)
     """Open loop only: a cap on requests in flight; the wait for a slot is reported apart from TTFT."""
     warmup: int | None = Field(None, ge=0)
-    """Unmeasured requests before each point (``max_tokens`` 16); default: one per slot, up to 64."""
+    """Unmeasured requests first. Closed loop: the loop's own first requests (default: one wave,
+    ``concurrency``). Open loop: short ones (``max_tokens`` 16) before the clock starts (default:
+    about one per expected slot, up to 64)."""
     input_tokens: int = Field(256, ge=8)
     input_tokens_sd: float = Field(0.0, ge=0)
     output_tokens: int = Field(128, ge=1)
@@ -138,10 +140,12 @@ class BenchSettings(_Strict):
         return self.num_requests or 100
 
     def warmup_for(self, point: float) -> int:
-        """Enough warm-up requests to open one connection per slot likely in use, up to 64."""
+        """Enough warm-up requests to open one connection per slot likely in use."""
         if self.warmup is not None:
             return self.warmup
-        expected = self.slots(point) if not self.open_loop or math.isinf(point) else math.ceil(point)
+        if not self.open_loop:
+            return int(point)
+        expected = self.slots(point) if math.isinf(point) else math.ceil(point)
         return min(expected, self.max_concurrency or expected, 64)
 
     def slots(self, point: float) -> int:

@@ -27,6 +27,9 @@ FETCH_CONCURRENCY = 16
 class TruthCheck:
     checked: int
     server_max_concurrent_requests: int | None
+    """In flight at once as the server saw them: configured concurrency, verified."""
+    lost_deltas: int
+    """Content deltas the server wrote to completed streams that the client never measured."""
 
 
 def first_delta_ns(truth: dict[str, Any]) -> int | None:
@@ -35,6 +38,13 @@ def first_delta_ns(truth: dict[str, Any]) -> int | None:
         if event["type"] == "content_block_delta":
             return int(event["sent_ns"])
     return None
+
+
+def lost_deltas(record: RequestRecord, truth: dict[str, Any]) -> int:
+    """Deltas written minus deltas measured (a first delta and one per gap) for a completed stream."""
+    written = sum(1 for event in truth["events"] if event["type"] == "content_block_delta")
+    measured = 0 if record.ttft is None else 1 + len(record.itl)
+    return max(0, written - measured)
 
 
 def apply_truth(record: RequestRecord, truth: dict[str, Any]) -> None:
@@ -54,10 +64,10 @@ async def check_truth(base_url: str, records: Sequence[RequestRecord]) -> TruthC
     wanted = [r for r in records if r.request_id]
     intervals: list[tuple[int, int]] = []
     limiter = anyio.CapacityLimiter(FETCH_CONCURRENCY)
-    checked = 0
+    checked = lost = 0
 
     async def fetch(client: httpx2.AsyncClient, record: RequestRecord) -> None:
-        nonlocal checked
+        nonlocal checked, lost
         async with limiter:
             response = await client.get(f"/_sim/requests/{record.request_id}")
         if response.status_code != 200:
@@ -68,9 +78,10 @@ async def check_truth(base_url: str, records: Sequence[RequestRecord]) -> TruthC
             intervals.append((truth["received_ns"], truth["finished_ns"]))
         if record.ok:
             apply_truth(record, truth)
+            lost += lost_deltas(record, truth)
 
     async with httpx2.AsyncClient(base_url=base_url, timeout=30.0) as client:
         async with anyio.create_task_group() as tg:
             for record in wanted:
                 tg.start_soon(fetch, client, record)
-    return TruthCheck(checked, peak_overlap(intervals) if intervals else None)
+    return TruthCheck(checked, peak_overlap(intervals) if intervals else None, lost)

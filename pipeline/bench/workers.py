@@ -27,6 +27,7 @@ START_LEAD_NS = 20_000_000
 """The common start is this far after the last worker reported ready, so all see it ahead."""
 
 POLL = 0.05
+"""How often a worker looks at the parent's stop event: Ctrl-C is obeyed within this."""
 
 
 class _Counters:
@@ -59,7 +60,7 @@ async def _serve(plan: WorkerPlan, conn: Connection, stop: Any, counters: _Count
         return start
 
     async def watch() -> None:
-        while not stop.is_set():
+        while not stop.is_set():  # noqa: ASYNC110 - a multiprocessing Event cannot be awaited
             await anyio.sleep(POLL)
         stopper.stop()
 

@@ -73,8 +73,7 @@ class Workload:
         if self.input_tokens_sd:
             size = round(rng.gauss(self.input_tokens, self.input_tokens_sd))
         words = max(len(_INSTRUCTION) + 1, size - FRAMING_TOKENS)
-        filler = [rng.choice(_WORDS) for _ in range(words - len(_INSTRUCTION))]
-        return " ".join([*_INSTRUCTION, *filler])
+        return " ".join([*_INSTRUCTION, *rng.choices(_WORDS, k=words - len(_INSTRUCTION))])
 
 
 def load_prompts(path: Path) -> tuple[dict[str, Any], ...]:

@@ -38,7 +38,10 @@ async def run_report(config: RunConfig, *, verbose: bool = False) -> int:
             timeout=config.api.timeout,
         )
         sinks = build_sinks(config, verbose=verbose, status_line=sys.stderr.isatty())
-        async with client, Pipeline(client, stages=build_stages(config), sinks=sinks) as pipeline:
+        async with (
+            client,
+            Pipeline(client, stages=build_stages(config), sinks=sinks, resume=config.resume) as pipeline,
+        ):
             stream = pipeline.stream(request)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_signal, stream.cancel, caught)

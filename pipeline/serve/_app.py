@@ -8,16 +8,17 @@ ended, the report as sanitised HTML). Errors are JSON ``{"error": one line}``.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.serve._events import EventsEndpoint
 from pipeline.serve._registry import Busy, StreamEntry, StreamRegistry
@@ -31,6 +32,9 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+
+
+EVENTS_PATH = re.compile(r"/api/streams/([^/]+)/events")
 
 
 class SimulatorOptions(BaseModel):
@@ -93,6 +97,11 @@ def _static(name: str, media_type: str) -> Route:
         return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
 
     return Route(name, endpoint, methods=["GET"])
+
+
+async def _no_icon(request: Request) -> Response:
+    """Browsers ask for it; a 404 would show as an error in the console."""
+    return Response(status_code=204, headers={"cache-control": "max-age=86400"})
 
 
 class Api:
@@ -198,24 +207,39 @@ class Api:
         return state
 
 
-def create_app(registry: StreamRegistry, settings: ServeSettings) -> Starlette:
+class _Dispatch:
+    """Sends ``GET .../events`` straight to its endpoint, everything else to Starlette."""
+
+    def __init__(self, app: ASGIApp, events: EventsEndpoint) -> None:
+        self.app = app
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = EVENTS_PATH.fullmatch(scope["path"])
+            if match is not None:
+                scope["path_params"] = {"stream_id": match.group(1)}
+                await self.events(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(registry: StreamRegistry, settings: ServeSettings) -> ASGIApp:
     """The whole app, behind the :class:`~pipeline.serve._security.Guard`."""
     api = Api(registry, settings)
     routes = [_static(path, media_type) for path, (_, media_type) in STATIC.items()]
     routes += [
+        Route("/favicon.ico", _no_icon, methods=["GET"]),
         Route("/api/streams", api.create, methods=["POST"]),
         Route("/api/streams/{stream_id}", api.status, methods=["GET"]),
-        Route("/api/streams/{stream_id}/events", EventsEndpoint(registry, settings), methods=["GET"]),
         Route("/api/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
     ]
-    middleware = [Middleware(Guard, settings=settings)]
+    app: ASGIApp = _Dispatch(Starlette(routes=routes), EventsEndpoint(registry, settings))
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["content-type", "authorization", "last-event-id"],
-            )
+        app = CORSMiddleware(
+            app,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "authorization", "last-event-id"],
         )
-    return Starlette(routes=routes, middleware=middleware)
+    return Guard(app, settings)

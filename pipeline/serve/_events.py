@@ -9,13 +9,17 @@ of a reconnect still carries the old ``after``. A cursor older than the retained
 The connection ends when the stream's ``end`` frame is sent (a later reconnect gets 204, which
 stops EventSource), when the browser leaves (noticed through ``receive()``: uvicorn's ``send`` stays
 silent after a disconnect), after ``max_connection_s`` (the browser reconnects with its cursor), at
-shutdown, or when a send stays blocked past ``send_timeout_s``: then the response is abandoned
-unfinished and uvicorn closes the connection, which the browser again resumes from its cursor.
+shutdown, or when a send stays blocked past ``send_timeout_s`` (the registry's watchdog cuts it):
+then the response is abandoned unfinished and uvicorn closes the connection, which the browser
+again resumes from its cursor. uvicorn's close waits for the bytes already buffered (at most
+about 64 KiB past the kernel's buffers) to drain, so the socket of a reader that never reads again
+lingers until TCP gives up on it; its task and its place in the limits are freed at once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,18 +29,18 @@ import anyio
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from pipeline.serve._registry import Busy, StreamEntry, StreamRegistry
+from pipeline.serve._registry import Busy, Reader, StreamRegistry
 from pipeline.serve._settings import ServeSettings
 from sinks.sse_log import StreamLog, encode_frame
 
 CHUNK_BYTES = 64 * 1024
 """At most this much per send: uvicorn pauses a writer past 64 KiB buffered, which bounds a slow reader."""
 
-HEADERS = {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-store, no-transform",
-    "x-accel-buffering": "no",
-}
+RAW_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
 
 _ABANDONED: ContextVar[bool] = ContextVar("rillet_serve_abandoned", default=False)
 
@@ -54,7 +58,7 @@ _uvicorn_logger = logging.getLogger("uvicorn.error")
 if not any(isinstance(f, _QuietAbandon) for f in _uvicorn_logger.filters):
     _uvicorn_logger.addFilter(_QuietAbandon())
 
-Ending = Literal["done", "stalled", "left"]
+Ending = Literal["done", "left"]
 
 
 def parse_cursor(last_event_id: str | None, after: str | None, log: StreamLog) -> int:
@@ -72,19 +76,18 @@ class _Connection:
     log: StreamLog
     cursor: int
     settings: ServeSettings
+    reader: Reader
     ending: Ending = "done"
 
-    async def _write(self, body: bytes) -> bool:
-        with anyio.move_on_after(self.settings.send_timeout_s):
-            await self.send({"type": "http.response.body", "body": body, "more_body": True})
-            return True
-        self.ending = "stalled"
-        return False
-
     async def pump(self) -> None:
-        """Sends frames after the cursor until the log is done, the lifetime ends, or a send stalls."""
-        log, settings = self.log, self.settings
-        lifetime_end = anyio.current_time() + settings.max_connection_s
+        """Sends frames after the cursor until the log is done or the connection's lifetime ends.
+
+        Waits on the log alone: the registry's housekeeping wakes idle logs for heartbeats and
+        lifetimes, and cancels this reader if a send blocks past the timeout.
+        """
+        log, settings, reader, now = self.log, self.settings, self.reader, time.monotonic
+        lifetime_end = now() + settings.max_connection_s
+        last_sent = now()
         out = [b"retry: %d\n\n" % settings.retry_ms]
         while True:
             evicted, frames = log.after(self.cursor)
@@ -101,21 +104,18 @@ class _Connection:
                 out.append(frame)
                 size += len(frame)
                 taken += 1
+            if not out and not log.finished and now() - last_sent >= settings.heartbeat_s:
+                out.append(b":\n\n")
             if out:
-                if not await self._write(b"".join(out)):
-                    return
+                reader.sending_since = last_sent = now()
+                await self.send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                reader.sending_since = None
                 self.cursor += taken
                 out = []
                 continue
-            if log.finished or anyio.current_time() >= lifetime_end:
+            if log.finished or now() >= lifetime_end:
                 return
-            changed = log.changed
-            wait = min(settings.heartbeat_s, lifetime_end - anyio.current_time())
-            with anyio.move_on_after(wait):
-                await changed.wait()
-                continue
-            if anyio.current_time() < lifetime_end:
-                out.append(b":\n\n")
+            await log.changed.wait()
 
 
 async def _watch_disconnect(receive: Receive, connection: _Connection, scope: anyio.CancelScope) -> None:
@@ -128,7 +128,8 @@ async def _watch_disconnect(receive: Receive, connection: _Connection, scope: an
 
 
 class EventsEndpoint:
-    """The raw ASGI endpoint: it must own every send (for the timeout) and the disconnect."""
+    """A raw ASGI endpoint, outside Starlette's stack: it owns every send and the disconnect, and
+    with hundreds of readers each send's cost counts (Starlette's wrappers added about a tenth)."""
 
     def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
         self._registry = registry
@@ -149,28 +150,25 @@ class EventsEndpoint:
             return
         try:
             with self._registry.connection(entry, resumed=last_event_id is not None) as reader:
-                await self._stream(entry, cursor, reader, receive, send)
+                await self._stream(entry.log, cursor, reader, receive, send)
         except Busy as exc:
             await _error(503, str(exc))(scope, receive, send)
 
     async def _stream(
-        self, entry: StreamEntry, cursor: int, reader: anyio.CancelScope, receive: Receive, send: Send
+        self, log: StreamLog, cursor: int, reader: Reader, receive: Receive, send: Send
     ) -> None:
-        raw_headers = [(k.encode(), v.encode()) for k, v in HEADERS.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        connection = _Connection(send, entry.log, cursor, self._settings)
-        with reader:
+        await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
+        connection = _Connection(send, log, cursor, self._settings, reader)
+        with reader.scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_disconnect, receive, connection, tg.cancel_scope)
                 await connection.pump()
                 tg.cancel_scope.cancel()
-        if connection.ending == "done":
+        if connection.ending == "done" and not reader.stalled:
             with anyio.move_on_after(self._settings.send_timeout_s):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            connection.ending = "stalled"
-        if connection.ending == "stalled":
-            self._registry.stalled()
+        if connection.ending != "left":
             _ABANDONED.set(True)
 
 

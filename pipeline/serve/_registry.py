@@ -28,6 +28,19 @@ class Busy(Exception):
     """A bound was reached; the message says which, for the client."""
 
 
+@dataclass(eq=False, slots=True)
+class Reader:
+    """One connection reading a stream; the registry stops it at shutdown, or cuts it when its send stalls.
+
+    The reader stamps ``sending_since`` around each send: one watchdog checking every reader
+    costs less than a timeout scope around each of thousands of sends a second.
+    """
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    sending_since: float | None = None
+    stalled: bool = False
+
+
 @dataclass(slots=True)
 class StreamEntry:
     """One stream the server started: its run, its log, its readers."""
@@ -76,12 +89,14 @@ class StreamRegistry:
         self._settings = settings
         self._task_group = task_group
         self._entries: dict[str, StreamEntry] = {}
-        self._readers: set[anyio.CancelScope] = set()
+        self._readers: set[Reader] = set()
+        self._housekeeping = anyio.CancelScope()
         self._connections = 0
         self._connections_total = 0
         self._resumed_total = 0
         self._stalled_total = 0
         self.closing = False
+        task_group.start_soon(self._housekeep, name="serve housekeeping")
 
     def start(self, request: dict[str, Any]) -> StreamEntry:
         """Starts a stream; raises :class:`Busy` past ``max_running_streams`` or ``max_streams``."""
@@ -109,32 +124,27 @@ class StreamRegistry:
         return self._entries.get(stream_id)
 
     @contextmanager
-    def connection(self, entry: StreamEntry, *, resumed: bool) -> Iterator[anyio.CancelScope]:
-        """Counts a reader in while inside; the scope is cancelled at shutdown. Raises :class:`Busy`."""
+    def connection(self, entry: StreamEntry, *, resumed: bool) -> Iterator[Reader]:
+        """Counts a reader in while inside; raises :class:`Busy` past a limit."""
         if self.closing:
             raise Busy("the server is shutting down")
+        limit = self._settings.max_connections_per_stream
+        if entry.connections >= limit:
+            raise Busy(f"too many connections to this stream (at most {limit})")
         if self._connections >= self._settings.max_connections:
             raise Busy(f"too many connections (at most {self._settings.max_connections})")
-        if entry.connections >= self._settings.max_connections_per_stream:
-            raise Busy(
-                f"too many connections to this stream (at most {self._settings.max_connections_per_stream})"
-            )
-        scope = anyio.CancelScope()
+        reader = Reader()
         self._connections += 1
         self._connections_total += 1
         self._resumed_total += resumed
         entry.connections += 1
-        self._readers.add(scope)
+        self._readers.add(reader)
         try:
-            yield scope
+            yield reader
         finally:
-            self._readers.discard(scope)
+            self._readers.discard(reader)
             entry.connections -= 1
             self._connections -= 1
-
-    def stalled(self) -> None:
-        """Counts a connection closed because its reader stopped reading."""
-        self._stalled_total += 1
 
     def statistics(self) -> RegistryStatistics:
         return RegistryStatistics(
@@ -149,8 +159,9 @@ class StreamRegistry:
     def close(self) -> None:
         """Shutdown: readers end their responses, running streams are cancelled (their text is kept)."""
         self.closing = True
-        for scope in list(self._readers):
-            scope.cancel()
+        self._housekeeping.cancel()
+        for reader in list(self._readers):
+            reader.scope.cancel()
         for entry in self._entries.values():
             if entry.running:
                 entry.run.cancel("the server is shutting down")
@@ -163,6 +174,24 @@ class StreamRegistry:
             entry.log.close()
         finally:
             entry.ended_at = time.monotonic()
+
+    async def _housekeep(self) -> None:
+        """Cuts stalled readers, and wakes idle ones so they send heartbeats and end at their lifetime."""
+        settings = self._settings
+        period = max(0.01, min(settings.heartbeat_s, settings.send_timeout_s) / 4)
+        with self._housekeeping:
+            while True:
+                await anyio.sleep(period)
+                stalled_before = time.monotonic() - settings.send_timeout_s
+                for reader in self._readers:
+                    since = reader.sending_since
+                    if since is not None and since < stalled_before and not reader.stalled:
+                        reader.stalled = True
+                        self._stalled_total += 1
+                        reader.scope.cancel()
+                for entry in self._entries.values():
+                    if not entry.log.finished:
+                        entry.log.wake()
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self._settings.stream_ttl_s

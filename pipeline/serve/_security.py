@@ -88,8 +88,8 @@ class Guard:
         origin = headers.get("origin")
         if origin is not None and not self._same_origin(origin, host) and origin not in self._cors:
             return _deny(403, f"origin {origin!r} may not use this server")
-        if self._token is None:
-            return None
+        if self._token is None or (scope["method"] == "OPTIONS" and origin in self._cors):
+            return None  # a CORS preflight carries no credentials
         offered = _bearer(headers.get("authorization")) or _cookie(headers.get("cookie"))
         if offered is not None and hmac.compare_digest(offered.encode(), self._token):
             return None

@@ -88,6 +88,8 @@ class AccumulateStage:
             self._start(item.attempt, event.message)
         elif kind == "message_stop":
             self._stopped = True
+        elif kind == "rillet.attempt" and event.strategy == "restart":
+            self._blocks = {}  # a new generation: the partial content is void, its usage still counts
         return (item,)
 
     def finish(self) -> tuple[Item, ...]:

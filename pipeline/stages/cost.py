@@ -137,6 +137,10 @@ _API_FIELDS = (
 )
 
 
+RESUMES = frozenset({"prefill", "continue"})
+"""Strategies that continue the text received so far, rather than generate it again."""
+
+
 class CostStage:
     """Sends a :class:`CostUpdate` at each usage report and as the estimated output grows."""
 
@@ -144,6 +148,7 @@ class CostStage:
         self.settings = settings or CostSettings()
         self._ctx = ctx
         self._attempts: dict[int, _Attempt] = {}
+        self._strategies: dict[int, str] = {}
         self._current: _Attempt | None = None
         self._next_tokens = 0
         self._stale = False
@@ -167,6 +172,8 @@ class CostStage:
         elif kind == "message_delta" and item.attempt in self._attempts:
             self._attempts[item.attempt].report(event.usage, final=True)
         else:
+            if kind == "rillet.attempt":
+                self._strategies[event.attempt] = event.strategy
             return (item,)
         return (item, item.derive(self._update()))
 
@@ -198,4 +205,20 @@ class CostStage:
                 cache_creation_input_tokens=sum(attempt.cache_write_tokens for attempt in attempts),
             ),
             attempts=len(self._attempts),
+            saved_usd=self._saved(),
         )
+
+    def _saved(self) -> float:
+        """Per resumed attempt: the output since the last fresh start, priced, less the extra input."""
+        saved, produced, first = 0.0, 0, None
+        for number in sorted(self._attempts):
+            attempt = self._attempts[number]
+            strategy = self._strategies.get(number, "initial")
+            if strategy in RESUMES and first is not None:
+                regenerated = price(attempt.model, Billable(0, 0, 0, 0, 0, produced))
+                extra_input = max(0, attempt.input_tokens - first.input_tokens)
+                saved += regenerated - price(attempt.model, Billable(extra_input, 0, 0, 0, 0, 0))
+            else:
+                first, produced = attempt, 0
+            produced += attempt.estimated_tokens
+        return saved

@@ -1,7 +1,8 @@
 """Latency meter: a stream's timings from the receive stamps the source put on each item.
 
-Definitions follow ``reference/metrics.md``; every figure is in seconds from ``ctx.started_ns``,
-when the first attempt's request was sent:
+Definitions follow ``reference/metrics.md``; every figure is in seconds from the first attempt's
+``AttemptStarted`` stamp, taken just before its request was sent (``ctx.started_ns`` for streams
+without one), so the runner's own start-up never counts as the server's time:
 
 - time to headers, to ``message_start``, to the first delta (headline TTFT), to the first text
   delta and to the first thinking delta. A delta counts when it carries content: an empty
@@ -77,6 +78,8 @@ class LatencyStage:
             return self._first(item, "message_start", None)
         elif kind == "rillet.headers" and item.attempt == 1 and self._headers is None:
             self._headers = self._seconds(now)
+        elif kind == "rillet.attempt" and item.attempt == 1:
+            self._start = now  # the moment before the first request was sent: the clock's true zero
         return (item,)
 
     def finish(self) -> Iterable[Item]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from anthropic import AsyncAnthropic
 
@@ -20,8 +20,8 @@ from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.fanout import FanOut
 from pipeline.resume import PrefillSupport, ResumeSettings
 from pipeline.runner import StreamResult, StreamRun
-from pipeline.sink import Buffer, SinkSpec
 from pipeline.simulator import Simulator, SimulatorSettings, reference_plan
+from pipeline.sink import Buffer, SinkSpec
 from pipeline.source import Source
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage
@@ -30,8 +30,8 @@ from sinks.file import FileSink
 SIMULATOR = SimulatorSettings(report_tokens=300)
 """Short reports that end on their own (``end_turn``), well inside ``max_tokens``."""
 
-MODELS = ("claude-haiku-4-5", "claude-opus-4-5", "claude-sonnet-4-6")
-"""Two that accept prefill, one that does not."""
+MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6")
+"""One that accepts prefill, one that does not (the SDK warns about ``claude-opus-4-5``: deprecated)."""
 
 MAX_TOKENS = 4096
 
@@ -69,6 +69,7 @@ class Case:
     drop_continuations: bool = False
     overlap_words: int | None = None
     max_attempts: int = 4
+    on_thinking: Literal["fail", "restart"] = "fail"
 
     def body(self) -> dict[str, Any]:
         """The request body, as ``reference_text`` takes it."""
@@ -92,7 +93,7 @@ class Case:
 
     def reference(self) -> dict[str, Any]:
         """The uninterrupted answer's content blocks, as the accumulator dumps them."""
-        content = "tool_use" if self.scenario == "tool_use" else "report"
+        content = self.scenario if self.scenario in ("tool_use", "thinking") else "report"
         plan = reference_plan(self.body(), SIMULATOR, scenario=content)
         return {"text": plan.text, "tools": [block.text for block in plan.blocks if block.type == "tool_use"]}
 
@@ -159,7 +160,9 @@ async def run_case(
     specs = [SinkSpec(collected, Buffer(1_000_000)), SinkSpec(FileSink(path), Buffer(1_000_000))]
     request = case.request()
     run = StreamRun(request, (AccumulateStage, CostStage), f"run-{seed}")
-    settings = ResumeSettings(wait=False, idle_timeout=30.0, max_attempts=case.max_attempts)
+    settings = ResumeSettings(
+        wait=False, idle_timeout=30.0, max_attempts=case.max_attempts, on_thinking=case.on_thinking
+    )
     source = Source(
         client,
         request,

@@ -32,11 +32,13 @@ def transcript(*blocks: tuple[str, str], open_last: bool = True) -> Transcript:
     return made
 
 
-def test_nothing_sent_means_the_same_request_again() -> None:
-    """Before any text, a drop re-sends the original request."""
+@pytest.mark.parametrize("sent", [None, "#", "I'", "  Hello "])
+def test_at_most_a_word_sent_means_the_same_request_again(sent: str | None) -> None:
+    """Before a whole word, a drop re-sends the original request; its answer's repeat is dropped."""
     original = request()
-    plan = plan_resume(original, Transcript(), DROP, ResumeSettings(), PrefillSupport())
-    assert (plan.strategy, plan.request, plan.join) == ("retry", original, None)
+    sent_so_far = transcript(("text", sent)) if sent is not None else Transcript()
+    plan = plan_resume(original, sent_so_far, DROP, ResumeSettings(), PrefillSupport())
+    assert (plan.strategy, plan.request, plan.join) == ("retry", original, "retry")
 
 
 def test_prefill_for_a_model_that_accepts_it() -> None:
@@ -74,7 +76,7 @@ def test_the_prefill_400_switches_to_continue_and_is_remembered() -> None:
     support = PrefillSupport(guess=False)
     model = "claude-sonnet-4-6"
     assert support.accepts(model)
-    plan = plan_resume(request(model), transcript(("text", "Hi.")), REJECTED, ResumeSettings(), support)
+    plan = plan_resume(request(model), transcript(("text", "Hi there.")), REJECTED, ResumeSettings(), support)
     assert plan.strategy == "continue"
     assert not support.accepts(model)
     assert support.accepts("claude-haiku-4-5")
@@ -84,16 +86,22 @@ def test_forced_prefill_fails_on_the_400() -> None:
     """Mode ``prefill`` was asked for: a model refusing it is an error, not a switch."""
     with pytest.raises(SourceError, match="resume mode is 'prefill'"):
         plan_resume(
-            request(), transcript(("text", "Hi.")), REJECTED, ResumeSettings(mode="prefill"), PrefillSupport()
+            request(),
+            transcript(("text", "Hi there.")),
+            REJECTED,
+            ResumeSettings(mode="prefill"),
+            PrefillSupport(),
         )
 
 
 @pytest.mark.parametrize(
     ("blocks", "extra"),
     [
-        pytest.param([("thinking", ""), ("text", "Answer")], {}, id="thinking-block"),
+        pytest.param([("thinking", ""), ("text", "The answer")], {}, id="thinking-block"),
         pytest.param(
-            [("text", "Answer")], {"thinking": {"type": "enabled", "budget_tokens": 500}}, id="thinking-on"
+            [("text", "The answer")],
+            {"thinking": {"type": "enabled", "budget_tokens": 500}},
+            id="thinking-on",
         ),
         pytest.param([("text", "Calling."), ("tool_use", "")], {}, id="finished-tool-call"),
     ],
@@ -114,7 +122,7 @@ def test_unspliceable_streams_fail_or_restart(blocks: list[tuple[str, str]], ext
 def test_forced_modes(mode: Any, strategy: str) -> None:
     """A mode other than auto is taken as said."""
     plan = plan_resume(
-        request(), transcript(("text", "Hi.")), DROP, ResumeSettings(mode=mode), PrefillSupport()
+        request(), transcript(("text", "Hi there.")), DROP, ResumeSettings(mode=mode), PrefillSupport()
     )
     assert plan.strategy == strategy
 
@@ -123,7 +131,7 @@ def test_off_never_resumes_text() -> None:
     """Mode ``off`` gives up once text was sent."""
     with pytest.raises(SourceError, match="resume is off"):
         plan_resume(
-            request(), transcript(("text", "Hi.")), DROP, ResumeSettings(mode="off"), PrefillSupport()
+            request(), transcript(("text", "Hi there.")), DROP, ResumeSettings(mode="off"), PrefillSupport()
         )
 
 

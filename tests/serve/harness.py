@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 
 from pipeline.client import make_client
-from pipeline.serve import ServeSettings, Server, open_server
+from pipeline.serve import Server, ServeSettings, open_server
 from pipeline.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.stages import StageFactory
 from pipeline.stages.accumulate import AccumulateStage

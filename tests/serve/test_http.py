@@ -49,7 +49,7 @@ async def test_every_last_event_id_resumes_with_exactly_the_rest() -> None:
 
 
 async def test_after_resumes_a_reloaded_page_and_the_header_wins() -> None:
-    """``?after=N`` is the cursor when there is no ``Last-Event-ID``; with both, the header is the newer one."""
+    """``?after=N`` is the cursor without ``Last-Event-ID``; with both, the header is the newer one."""
     async with serving() as served, served.http() as http:
         stream_id = await start(http, max_tokens=100)
         full = await read_events(http, stream_id)
@@ -84,7 +84,7 @@ async def test_event_stream_format_and_headers() -> None:
 
 
 async def test_markup_arrives_as_text_and_renders_inert() -> None:
-    """The markup scenario's CR, CRLF, U+2028, BOM, emoji and tags come through exactly; the report is sanitised."""
+    """The markup scenario's CR, CRLF, U+2028, BOM, emoji and tags come through; the report is sanitised."""
     async with serving() as served, served.http() as http:
         stream_id = await start(http, max_tokens=1500, simulator={"scenario": "markup"})
         reading = await read_events(http, stream_id)
@@ -127,7 +127,7 @@ async def test_status_reports_outcome_usage_cost_and_text() -> None:
 
 
 async def test_a_cursor_older_than_the_log_gets_a_reset() -> None:
-    """Past ``max_log_bytes`` old frames are gone: a reader from 0 gets the accumulated message, then the rest."""
+    """Past ``max_log_bytes`` old frames are gone: a reader from 0 gets the message so far, then the rest."""
     async with serving(max_log_bytes=3000) as served, served.http() as http:
         stream_id = await start(http, max_tokens=1000)
         live = await read_events(http, stream_id)
@@ -189,8 +189,8 @@ async def test_too_many_running_streams_get_429() -> None:
         assert "too many streams" in refused.json()["error"]
         assert (await http.post(f"/api/streams/{slow}/cancel")).status_code == 202
         await read_events(http, slow)
-        with anyio.fail_after(5):
-            while served.server.registry.statistics().running:
+        with anyio.fail_after(5):  # the run ends just after its last frame: poll for it
+            while served.server.registry.statistics().running:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         assert (await http.post("/api/streams", json={"prompt": "x", "max_tokens": 5})).status_code == 201
 

@@ -13,10 +13,10 @@ import pytest
 from genai_prices import extract_usage
 
 from pipeline.errors import SourceError
-from pipeline.events import CostUpdate, Item, Usage
+from pipeline.events import AttemptStarted, CostUpdate, Item, Usage
 from pipeline.sse_file import parse_sse_events, read_sse_events
 from pipeline.stages import StreamContext
-from pipeline.stages.cost import CostSettings, CostStage
+from pipeline.stages.cost import Billable, CostSettings, CostStage, price
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "sse"
 PRICED = [
@@ -173,3 +173,26 @@ def synthetic(model: str, deltas: int, text: str) -> list[Item]:
     ]
     body = "".join(f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n" for frame in frames)
     return [Item("s1", recorded.event, 0) for recorded in parse_sse_events(body)]
+
+
+def test_a_resume_reports_what_it_saved_against_a_restart() -> None:
+    """Prefill resume: saved = the first attempt's output priced, less the input paid again for it."""
+    broken = items("sdk-stream-b-fallback")[:-3]
+    resumed = [
+        Item("s1", AttemptStarted(2, "prefill", "overloaded_error"), 0, 2),
+        *items("sdk-basic_response", attempt=2),
+    ]
+    updates = run(new_stage(), broken + resumed)
+    alone = new_stage()
+    run(alone, broken)
+    first_output = alone.total().usage.output_tokens  # type: ignore[union-attr]
+    first_input = broken[0].event.message.usage.input_tokens
+    second_input = resumed[1].event.message.usage.input_tokens
+    model = updates[-1].model
+    regenerated = price(model, Billable(0, 0, 0, 0, 0, first_output))
+    extra_input = price(model, Billable(max(0, second_input - first_input), 0, 0, 0, 0, 0))
+    assert updates[-1].saved_usd == pytest.approx(regenerated - extra_input)
+    assert updates[-1].saved_usd > 0
+    assert run(new_stage(), broken + items("sdk-basic_response", attempt=2))[-1].saved_usd == 0, (
+        "a second attempt that is not a resume saves nothing"
+    )

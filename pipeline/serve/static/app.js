@@ -14,6 +14,7 @@
   const statusLine = el("status");
   const outcomeField = el("outcome");
   const report = el("report");
+  const reportHint = report.firstElementChild;
 
   const policy = window.trustedTypes
     ? window.trustedTypes.createPolicy("rillet-report", { createHTML: (html) => html })
@@ -22,6 +23,21 @@
   const pageQuery = new URLSearchParams(window.location.search);
   let source = null;
   let view = null;
+  let following = true; // the output pane keeps its newest text in view until the reader scrolls up
+  let scrollPending = false;
+
+  output.addEventListener("scroll", () => {
+    following = output.scrollTop + output.clientHeight >= output.scrollHeight - 24;
+  });
+
+  function keepNewestInView() {
+    if (scrollPending || !following) return;
+    scrollPending = true;
+    window.requestAnimationFrame(() => {
+      scrollPending = false;
+      if (following) output.scrollTop = output.scrollHeight;
+    });
+  }
 
   function newView(id) {
     return {
@@ -87,6 +103,7 @@
     content_block_delta(data) {
       if (data.delta.type !== "text_delta") return;
       textNode(data.index).appendData(data.delta.text);
+      keepNewestInView();
       const now = performance.now();
       if (view.firstDeltaAt === null) view.firstDeltaAt = now;
       view.lastDeltaAt = now;
@@ -168,7 +185,8 @@
     view = newView(id);
     output.replaceChildren();
     outcomeField.textContent = "";
-    report.replaceChildren();
+    report.replaceChildren(reportHint);
+    following = true;
     setRunning(true);
     source = new EventSource(`/api/streams/${encodeURIComponent(id)}/events?after=0`);
     for (const [name, handler] of Object.entries(handlers)) listen(name, handler);

@@ -1,0 +1,92 @@
+"""How far rillet's TTFT is from the truth: client TTFT − server TTFT, at concurrency 1 and 256.
+
+Starts ``python -m pipeline.simulator`` in its own process (so the server never competes with the
+client for its event loop) with a fixed TTFT, runs ``rillet bench`` against it in this process
+with the truth check on, and prints ``ttft_error_ms p50=X p99=Y`` per concurrency, with the split
+into the send side (clock start → server receipt: the SDK building the request, loopback, and the
+server accepting it) and the receive side (server write → source stamp: read, SSE parse, pydantic).
+Both processes stamp with ``perf_counter_ns`` (CLOCK_MONOTONIC, one clock machine-wide).
+
+    /work/venv/bin/python benchmarks/ttft_accuracy.py [--ttft-ms 200] [--concurrency 1,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.bench import BenchSettings, run_bench  # noqa: E402
+
+
+def start_simulator(ttft_ms: float, tokens_per_s: float) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "pipeline.simulator", "--port", "0", "--ttft-ms", str(ttft_ms)]
+    cmd += ["--tokens-per-s", str(tokens_per_s)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"listening on (\S+)", line)
+    if match is None:
+        proc.kill()
+        raise SystemExit(f"the simulator did not start: {line!r}")
+    return proc, match[1]
+
+
+def describe(r: dict[str, Any]) -> str:
+    """The headline figures of one point, on one line."""
+    return (
+        f"ttft_error_ms p50={r['median_ttft_error_ms']:.2f} p99={r['p99_ttft_error_ms']:.2f} "
+        f"(send p50={r['median_ttft_error_send_ms']:.2f} p99={r['p99_ttft_error_send_ms']:.2f}; "
+        f"receive p50={r['median_ttft_error_receive_ms']:.2f} p99={r['p99_ttft_error_receive_ms']:.2f}) "
+        f"· {r['completed']} requests, server peak concurrency {r['server_max_concurrent_requests']}, "
+        f"lost deltas {r['lost_deltas']}, loop lag p99={r['p99_loop_lag_ms']:.2f} ms, "
+        f"client RSS {r['client_peak_rss_bytes'] / 2**20:.0f} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ttft-ms", type=float, default=200.0)
+    parser.add_argument("--tokens-per-s", type=float, default=20.0)
+    parser.add_argument("--output-tokens", type=int, default=64)
+    parser.add_argument("--concurrency", default="1,256")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="requests per slot (at least 100 at concurrency 1)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="client processes (each its own event loop)")
+    args = parser.parse_args()
+    os.environ.setdefault("ANTHROPIC_API_KEY", "rillet-simulator")
+    proc, url = start_simulator(args.ttft_ms, args.tokens_per_s)
+    try:
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            settings = BenchSettings(
+                concurrency=[concurrency],
+                num_requests=max(100, concurrency * args.rounds),
+                output_tokens=args.output_tokens,
+                truth=True,
+                workers=args.workers,
+                progress="off",
+            )
+            quiet = functools.partial(run_bench, base_url=url, out=io.StringIO(), err=io.StringIO())
+            report = anyio.run(quiet, settings)
+            print(f"concurrency {concurrency}: {describe(report.results[0])}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Redis Streams behind :class:`JobQueue` and :class:`EventLog` (reference/scale-out.md §6).
+
+Keys (the ``{job}`` hash tag keeps a job's keys in one Cluster slot, so its scripts are legal):
+
+- ``P:jobs``: the queue stream, consumer group ``workers``; one entry ``job=<id>`` per delivery.
+- ``P:{id}:job``: a hash: ``request`` (JSON), ``status``, ``epoch``, ``owner``, ``last_seq``,
+  ``bytes``, ``chars``, timestamps, and the outcome.
+- ``P:{id}:log``: the job's frames, entry id ``<seq>-<epoch>``, fields ``e`` (event) and ``d`` (JSON).
+- ``P:dead``: the dead-letter stream, ``job``, ``reason``.
+
+Every write a worker makes for a job goes through a script that first compares the epoch it was
+given with the hash's: taking a job over bumps the epoch, so a stalled worker that wakes up is
+refused (``FENCED``) and writes nothing. The epoch is the low half of each log id, so ids keep
+increasing across takeovers, and an append retried after a lost reply is recognised (its ``seq``
+is at or below ``last_seq``) and not written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import coredis
+from coredis.exceptions import StreamDuplicateConsumerGroupError
+
+from pipeline.errors import ConfigError
+from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Take
+from pipeline.scale.settings import RedisConfig
+
+GROUP = "workers"
+
+_TAKE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+if status == 'done' or status == 'dead' then return {status} end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'status', 'running', 'started', ARGV[2])
+redis.call('PERSIST', KEYS[1])
+return {'running', tostring(epoch), redis.call('HGET', KEYS[1], 'request'),
+        redis.call('HGET', KEYS[1], 'last_seq') or '0'}
+"""
+
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0')
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+local size = bytes
+for i = 5, #ARGV, 3 do
+  if tonumber(ARGV[i]) > last then size = size + #ARGV[i + 1] + #ARGV[i + 2] end
+end
+if size > tonumber(ARGV[3]) then return {'full', tostring(size)} end
+for i = 5, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > last then
+    redis.call('XADD', KEYS[2], ARGV[i] .. '-' .. ARGV[1], 'e', ARGV[i + 1], 'd', ARGV[i + 2])
+    last = seq
+  end
+end
+redis.call('HSET', KEYS[1], 'last_seq', last, 'bytes', size, 'chars', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {'ok', tostring(last)}
+"""
+
+_FINISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0')
+if tonumber(ARGV[2]) > last then
+  redis.call('XADD', KEYS[2], ARGV[2] .. '-' .. ARGV[1], 'e', ARGV[3], 'd', ARGV[4])
+  redis.call('HSET', KEYS[1], 'last_seq', ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[5], unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return {'ok', ARGV[2]}
+"""
+
+_RELEASE = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'error', ARGV[2])
+return {'ok', ''}
+"""
+
+_RENEW = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+"""
+
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then return redis.call('XADD', KEYS[1], '*', 'job', ARGV[3]) end
+return ''
+"""
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.jobs = f"{prefix}:jobs"
+        self.dead = f"{prefix}:dead"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:{{{job_id}}}:job"
+
+    def log(self, job_id: str) -> str:
+        return f"{self.prefix}:{{{job_id}}}:log"
+
+    def job_id(self, key: str) -> str:
+        """The id inside a ``P:{id}:job`` or ``P:{id}:log`` key."""
+        return key[key.index("{") + 1 : key.index("}")]
+
+
+@asynccontextmanager
+async def open_redis(config: RedisConfig) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A client whose pool waits when exhausted; one line and :class:`ConfigError` if Redis is not there."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        config.url, decode_responses=False, connect_timeout=5.0, max_connections=256
+    )
+    try:
+        async with client:
+            try:
+                await client.ping()
+            except (coredis.exceptions.ConnectionError, OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"cannot reach Redis at {config.url!r}: {exc}; is redis-server running?"
+                ) from exc
+            yield client
+    except BaseExceptionGroup as group:
+        # coredis's pool runs a task group: the caller's own exception should reach it as itself.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisJobQueue:
+    """:class:`~pipeline.scale.protocols.JobQueue` on a stream with one consumer group."""
+
+    def __init__(self, redis: coredis.Redis[bytes], config: RedisConfig) -> None:
+        self.redis = redis
+        self.keys = Keys(config.prefix)
+        self._renew = redis.register_script(_RENEW)
+        self._ack = redis.register_script(_ACK)
+        self._cursor = "0-0"
+
+    async def ensure_group(self) -> None:
+        """Creates the stream and its group once; a second call finds them there."""
+        try:
+            await self.redis.xgroup_create(self.keys.jobs, GROUP, "0", mkstream=True)
+        except StreamDuplicateConsumerGroupError:
+            pass
+
+    async def submit(self, request: Mapping[str, Any], job_id: str | None = None) -> str:
+        job_id = job_id or uuid.uuid4().hex
+        now = str(time.time())
+        fields = {"request": json.dumps(request), "status": "queued", "epoch": "0", "created": now}
+        await self.redis.hset(self.keys.job(job_id), fields)
+        await self.redis.xadd(self.keys.jobs, {"job": job_id})
+        return job_id
+
+    async def lease(self, consumer: str, count: int, block_s: float) -> list[Lease]:
+        block = int(block_s * 1000) or None  # BLOCK 0 would wait forever
+        reply = await self.redis.xreadgroup(
+            GROUP, consumer, count=count, block=block, streams={self.keys.jobs: ">"}
+        )
+        if not reply:
+            return []
+        return [_lease(entry, reclaimed=False) for entries in reply.values() for entry in entries]
+
+    async def reclaim(self, consumer: str, min_idle_s: float, count: int) -> list[Lease]:
+        cursor, entries, *_ = await self.redis.xautoclaim(
+            self.keys.jobs, GROUP, consumer, int(min_idle_s * 1000), self._cursor, count=count
+        )
+        self._cursor = _text(cursor)
+        return [_lease(entry, reclaimed=True) for entry in entries if entry.field_values]
+
+    async def renew(self, consumer: str, lease: Lease) -> bool:
+        owned = await self._renew(keys=[self.keys.jobs], args=[GROUP, consumer, lease.entry])
+        return bool(owned)
+
+    async def ack(self, lease: Lease) -> None:
+        await self._ack(keys=[self.keys.jobs], args=[GROUP, lease.entry, ""])
+
+    async def requeue(self, lease: Lease) -> None:
+        await self._ack(keys=[self.keys.jobs], args=[GROUP, lease.entry, lease.job_id])
+
+    async def dead_letter(self, lease: Lease, reason: str) -> None:
+        await self.redis.xadd(self.keys.dead, {"job": lease.job_id, "reason": reason, "at": str(time.time())})
+        await self.ack(lease)
+
+    async def forget_idle_consumers(self, idle_s: float) -> int:
+        """Removes consumers that own nothing and were last seen ``idle_s`` ago (dead workers)."""
+        removed = 0
+        for info in await self.redis.xinfo_consumers(self.keys.jobs, GROUP):
+            if int(info[b"pending"]) == 0 and int(info[b"idle"]) > idle_s * 1000:
+                await self.redis.xgroup_delconsumer(self.keys.jobs, GROUP, info[b"name"])
+                removed += 1
+        return removed
+
+
+def _lease(entry: Any, *, reclaimed: bool) -> Lease:
+    return Lease(_text(entry.field_values[b"job"]), _text(entry.identifier), reclaimed)
+
+
+class RedisEventLog:
+    """:class:`~pipeline.scale.protocols.EventLog`: a stream per job, every write fenced by its epoch."""
+
+    def __init__(self, redis: coredis.Redis[bytes], config: RedisConfig) -> None:
+        self.redis = redis
+        self.config = config
+        self.keys = Keys(config.prefix)
+        self._take = redis.register_script(_TAKE)
+        self._append = redis.register_script(_APPEND)
+        self._finish = redis.register_script(_FINISH)
+        self._release = redis.register_script(_RELEASE)
+
+    async def take(self, job_id: str, consumer: str) -> Take:
+        reply = await self._take(keys=[self.keys.job(job_id)], args=[consumer, str(time.time())])
+        status = _text(reply[0])
+        if status != "running":
+            return Take(0, 0, {}, 0, status)
+        epoch = int(reply[1])
+        return Take(epoch, epoch, json.loads(reply[2]), int(reply[3]), status)
+
+    async def append(self, job_id: str, epoch: int, entries: Sequence[LogEntry], chars: int) -> None:
+        args: list[str | bytes] = [
+            str(epoch),
+            str(self.config.ttl_running),
+            str(self.config.byte_cap),
+            str(chars),
+        ]
+        for entry in entries:
+            args += [str(entry.seq), entry.frame.event, entry.frame.data]
+        reply = await self._append(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
+        _check(reply, job_id, epoch, self.config.byte_cap)
+
+    async def finish(
+        self, job_id: str, epoch: int, end: LogEntry, status: str, fields: Mapping[str, str]
+    ) -> None:
+        args: list[str | bytes] = [str(epoch), str(end.seq), end.frame.event, end.frame.data, status]
+        args.append(str(self.config.ttl_finished))
+        for key, value in {**fields, "finished": str(time.time())}.items():
+            args += [key, value]
+        reply = await self._finish(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
+        _check(reply, job_id, epoch, self.config.byte_cap)
+
+    async def release(self, job_id: str, epoch: int, reason: str) -> None:
+        reply = await self._release(keys=[self.keys.job(job_id)], args=[str(epoch), reason])
+        _check(reply, job_id, epoch, self.config.byte_cap)
+
+    async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]:
+        start = f"({after}" if after else "-"
+        return [to_entry(entry) for entry in await self.redis.xrange(self.keys.log(job_id), start, "+")]
+
+    async def status(self, job_id: str) -> dict[str, str]:
+        fields = await self.redis.hgetall(self.keys.job(job_id))
+        return {_text(k): _text(v) for k, v in fields.items()}
+
+
+def to_entry(entry: Any) -> LogEntry:
+    """A stored stream entry as a :class:`LogEntry`."""
+    seq, epoch = _text(entry.identifier).split("-")
+    values = entry.field_values
+    return LogEntry(int(seq), int(epoch), Frame(_text(values[b"e"]), bytes(values[b"d"])))
+
+
+def _check(reply: Any, job_id: str, epoch: int, cap: int) -> None:
+    verdict = _text(reply[0])
+    if verdict == "fenced":
+        raise Fenced(f"job {job_id} was taken over (epoch {_text(reply[1])!r}, ours {epoch})")
+    if verdict == "full":
+        raise LogFull(f"job {job_id}'s log would reach {_text(reply[1])} bytes, past its cap of {cap}")

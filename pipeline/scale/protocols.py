@@ -1,0 +1,115 @@
+"""The two things scale-out needs from an engine: a job queue and an event log.
+
+Stages and sinks never see the engine: a worker talks to these Protocols, so another engine (NATS
+JetStream: a work-queue stream for jobs, a KV epoch and a subject per log) can implement them
+without touching the pipeline. Redis Streams implements both (:mod:`pipeline.scale.redis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline.errors import RilletError
+
+
+class Fenced(RilletError):
+    """The job was taken over (its epoch moved on): this worker must stop and write nothing more."""
+
+
+class LogFull(RilletError):
+    """The job's log would pass its byte cap: the job fails loudly instead of growing without bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job handed to one consumer: ``entry`` identifies the delivery, ``reclaimed`` a takeover."""
+
+    job_id: str
+    entry: str
+    reclaimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """What taking a leased job found: its new epoch, the request, and how far its log got."""
+
+    epoch: int
+    attempts: int
+    request: dict[str, Any]
+    last_seq: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One log entry: an SSE event name and its JSON payload, encoded once."""
+
+    event: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A frame as stored: ``seq`` and ``epoch`` make its id, ``<seq>-<epoch>``."""
+
+    seq: int
+    epoch: int
+    frame: Frame
+
+    @property
+    def id(self) -> str:
+        return f"{self.seq}-{self.epoch}"
+
+
+class JobQueue(Protocol):
+    """At-least-once delivery with leases a running job renews."""
+
+    async def submit(self, request: Mapping[str, Any], job_id: str | None = None) -> str: ...
+
+    async def lease(self, consumer: str, count: int, block_s: float) -> list[Lease]:
+        """Up to ``count`` new jobs (never more: a worker asks for its free slots only)."""
+        ...
+
+    async def reclaim(self, consumer: str, min_idle_s: float, count: int) -> list[Lease]:
+        """Up to ``count`` jobs whose lease lapsed ``min_idle_s`` ago (their worker died or stalled)."""
+        ...
+
+    async def renew(self, consumer: str, lease: Lease) -> bool:
+        """Extends the lease; False when another consumer owns it now (the caller is fenced)."""
+        ...
+
+    async def ack(self, lease: Lease) -> None: ...
+
+    async def requeue(self, lease: Lease) -> None:
+        """Gives the job back at once (it failed and will be retried by whoever takes it)."""
+        ...
+
+    async def dead_letter(self, lease: Lease, reason: str) -> None: ...
+
+
+class EventLog(Protocol):
+    """One append-only log per job, with fenced appends."""
+
+    async def take(self, job_id: str, consumer: str) -> Take:
+        """Bumps the job's epoch (fencing any previous owner) and returns its state."""
+        ...
+
+    async def append(self, job_id: str, epoch: int, entries: Sequence[LogEntry], chars: int) -> None:
+        """Appends atomically; raises :class:`Fenced` or :class:`LogFull`. A retry is idempotent."""
+        ...
+
+    async def finish(
+        self, job_id: str, epoch: int, end: LogEntry, status: str, fields: Mapping[str, str]
+    ) -> None:
+        """Appends the ``end`` frame, records the outcome and starts the finished TTL; fenced."""
+        ...
+
+    async def release(self, job_id: str, epoch: int, reason: str) -> None:
+        """Marks a failed attempt (the job goes back to the queue); fenced."""
+        ...
+
+    async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]: ...
+
+    async def status(self, job_id: str) -> dict[str, str]: ...

@@ -1,0 +1,62 @@
+"""``rillet jobs``: what the queue holds and how each job is doing, read straight from Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import coredis
+
+from pipeline.scale._redis import GROUP, Keys, RedisEventLog
+
+SHOWN = ("status", "owner", "epoch", "chars", "bytes", "output_tokens", "cost_usd", "error")
+
+
+async def job_lines(events: RedisEventLog, job_id: str) -> list[str]:
+    """One job in detail, or one line saying it is unknown (never submitted, or expired)."""
+    fields = await events.status(job_id)
+    if not fields:
+        return [f"{job_id}: unknown (never submitted, or expired after its finished TTL)"]
+    lines = [f"job {job_id}"]
+    for key in SHOWN:
+        value = fields.get(key) or "-"
+        label = "attempts" if key == "epoch" else key
+        lines.append(f"  {label:<14}{value}")
+    lines.append(f"  {'age':<14}{_age(fields)}")
+    return lines
+
+
+async def overview(redis: coredis.Redis[bytes], events: RedisEventLog, limit: int = 50) -> list[str]:
+    """Queue and dead-letter counts, then one line per job (up to ``limit``)."""
+    keys = Keys(events.config.prefix)
+    lines = []
+    try:
+        pending = await redis.xpending(keys.jobs, GROUP)
+        lines.append(f"queue: {await redis.xlen(keys.jobs)} entries, {pending.pending} leased")
+    except coredis.exceptions.ResponseError:
+        lines.append("queue: empty (no worker has started yet)")
+    lines.append(f"dead letters: {await redis.xlen(keys.dead)}")
+    found = 0
+    async for key in redis.scan_iter(match=f"{keys.prefix}:{{*}}:job", count=500):
+        job_id = keys.job_id(key.decode())
+        fields = await events.status(job_id)
+        lines.append(_line(job_id, fields))
+        found += 1
+        if found >= limit:
+            lines.append(f"(first {limit} shown)")
+            break
+    return lines
+
+
+def _line(job_id: str, fields: Mapping[str, str]) -> str:
+    cost = fields.get("cost_usd")
+    money = f" ${float(cost):.4f}" if cost else ""
+    return (
+        f"{job_id}  {fields.get('status', '?'):<8} attempts={fields.get('epoch', '0')} "
+        f"chars={fields.get('chars', '0')} owner={fields.get('owner', '-')}{money}"
+    )
+
+
+def _age(fields: Mapping[str, str]) -> str:
+    created = fields.get("created")
+    return f"{time.time() - float(created):.1f} s" if created else "-"

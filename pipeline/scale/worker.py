@@ -1,0 +1,254 @@
+"""``rillet worker``: takes report jobs from the queue, streams them into their logs, finishes them.
+
+One claimer task asks the queue for as many jobs as there are free slots, never more: first the
+jobs whose lease lapsed (their worker died or stalled, ``XAUTOCLAIM``), then new ones. Each job:
+
+1. is *taken*: its epoch goes up, which fences whoever had it before;
+2. has its log read and folded (:func:`~pipeline.scale.frames.fold`); a job the log shows ended
+   is only acknowledged, a job taken too often goes to the dead-letter stream;
+3. runs through the configured stages into a :class:`~sinks.redis_log.RedisLogSink`, from the
+   log's end when it was begun before (:class:`~pipeline.scale.resume.LogResumedSource`), while a
+   heartbeat renews its lease every third of it; a refused renewal or append means the job was
+   taken over: the upstream response is closed at once and the job left to its new owner;
+4. is finished (the ``end`` frame, the outcome, the finished TTL), its report written from the
+   log, and acknowledged; a failed run is given back to the queue until it has used its attempts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anthropic import AsyncAnthropic
+
+from pipeline.errors import SinkError
+from pipeline.fanout import FanOut
+from pipeline.resume import ResumeSettings
+from pipeline.runner import StreamResult, StreamRun
+from pipeline.scale._retry import persist
+from pipeline.scale.frames import accumulate, end_frame, fold
+from pipeline.scale.metrics import ScaleMetrics
+from pipeline.scale.protocols import EventLog, JobQueue, Lease, LogEntry, LogFull, Take
+from pipeline.scale.resume import LogResumedSource
+from pipeline.scale.settings import RedisConfig
+from pipeline.sink import Buffer, OnError, SinkSpec
+from pipeline.source import EventSource, Source
+from pipeline.stages import StageFactory
+from sinks.redis_log import RedisLogSink
+
+log = logging.getLogger("rillet.scale")
+
+FLUSH_TIMEOUT = 3600.0
+"""A job's last frames wait this long for Redis to come back: the log must not lose them."""
+
+
+def consumer_name() -> str:
+    """Unique per process: a restarted worker must not inherit a dead one's pending entries."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 4
+    consumer: str = dataclasses.field(default_factory=consumer_name)
+    out_dir: Path | None = None
+    """Where each finished report is written, as ``<job id>.md``."""
+    resume: ResumeSettings = ResumeSettings()
+
+
+class Worker:
+    """Runs jobs from ``queue`` into ``events`` until cancelled."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        events: EventLog,
+        client: AsyncAnthropic,
+        stages: Sequence[StageFactory],
+        redis: RedisConfig,
+        settings: WorkerSettings,
+        metrics: ScaleMetrics,
+    ) -> None:
+        self.queue = queue
+        self.events = events
+        self.client = client
+        self.stages = tuple(stages)
+        self.redis = redis
+        self.settings = settings
+        self.metrics = metrics
+        self.running = 0
+        self._freed = anyio.Event()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            await self._claim(tg)
+
+    async def _claim(self, tg: anyio.abc.TaskGroup) -> None:
+        """Never holds more leases than free slots (the rest stay in the queue for other workers)."""
+        concurrency, consumer = self.settings.concurrency, self.settings.consumer
+        lease_s = self.redis.lease_seconds
+        every = lease_s / 4
+        next_reclaim = 0.0
+        while True:
+            while self.running >= concurrency:
+                await self._freed.wait()
+            free = concurrency - self.running
+            leases: list[Lease] = []
+            if anyio.current_time() >= next_reclaim:
+                leases += await persist(lambda: self.queue.reclaim(consumer, lease_s, free), "reclaim")
+                next_reclaim = anyio.current_time() + every
+            if len(leases) < free:
+                wait = 0.0 if leases else every
+                more = free - len(leases)
+                leases += await persist(lambda: self.queue.lease(consumer, more, wait), "lease")
+            for lease in leases:
+                self.running += 1
+                self.metrics.running.inc()
+                tg.start_soon(self._job, lease)
+
+    async def _job(self, lease: Lease) -> None:
+        try:
+            await self._take(lease)
+        except Exception:
+            log.exception(
+                "job %s failed in the worker; its lease will lapse and another worker retry it", lease.job_id
+            )
+        finally:
+            self.running -= 1
+            self.metrics.running.dec()
+            self._freed.set()
+            self._freed = anyio.Event()
+
+    async def _take(self, lease: Lease) -> None:
+        job_id = lease.job_id
+        take = await persist(lambda: self.events.take(job_id, self.settings.consumer), "take")
+        if take.status != "running":  # done, dead, or expired: a redelivery of something settled
+            await persist(lambda: self.queue.ack(lease), "ack")
+            return
+        if lease.reclaimed:
+            self.metrics.reclaims.inc()
+        if take.attempts > self.redis.max_attempts:
+            status = await persist(lambda: self.events.status(job_id), "status")
+            reason = f"taken {take.attempts - 1} times without finishing; last error: {status.get('error') or 'the worker died'}"
+            await self._dead(lease, take, reason, None)
+            return
+        entries = await persist(lambda: self.events.range(job_id), "range")
+        replay = fold(entries)
+        if replay.ended:
+            await persist(lambda: self.queue.ack(lease), "ack")
+            return
+        source: EventSource
+        if replay.events:
+            source = LogResumedSource(self.client, take.request, job_id, replay, resume=self.settings.resume)
+        else:
+            source = Source(self.client, take.request, job_id, resume=self.settings.resume)
+        sink = RedisLogSink(
+            self.events,
+            job_id,
+            take.epoch,
+            next_seq=max(take.last_seq, replay.last_seq) + 1,
+            live_from=replay.attempts + 1 if replay.events else 1,
+            linger=self.redis.flush_ms / 1000,
+            observe=self.metrics.observe_append,
+        )
+        await self._stream(lease, take, source, sink)
+
+    async def _stream(self, lease: Lease, take: Take, source: EventSource, sink: RedisLogSink) -> None:
+        stream = StreamRun(take.request, self.stages, lease.job_id)
+        fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL)], flush_timeout=FLUSH_TIMEOUT)
+        renewal = _Renewal()
+        result: StreamResult | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew, lease, stream, renewal)
+            try:
+                async with fanout:
+                    result = await stream.run(source, fanout)
+            except SinkError:
+                pass  # the result already says so; a fenced sink is handled below
+            tg.cancel_scope.cancel()
+        if sink.fenced or renewal.fenced:
+            self.metrics.fenced.inc()
+            log.warning(
+                "job %s was taken over (epoch %d is stale): stopped and wrote nothing more",
+                lease.job_id,
+                take.epoch,
+            )
+            return
+        assert result is not None
+        if result.outcome == "completed":
+            await self._done(lease, take, result, sink)
+        elif isinstance(result.failure, SinkError) and isinstance(result.failure.__cause__, LogFull):
+            await self._dead(lease, take, str(result.failure.__cause__), sink.end_entry())
+        elif take.attempts >= self.redis.max_attempts:
+            await self._dead(lease, take, f"{result.outcome}: {result.error}", sink.end_entry())
+        else:
+            reason = f"{result.outcome}: {result.error}"
+            await persist(lambda: self.events.release(lease.job_id, take.epoch, reason), "release")
+            await persist(lambda: self.queue.requeue(lease), "requeue")
+            self.metrics.jobs.labels("retried").inc()
+
+    async def _renew(self, lease: Lease, stream: StreamRun, renewal: _Renewal) -> None:
+        while True:
+            await anyio.sleep(self.redis.lease_seconds / 3)
+            if not await persist(lambda: self.queue.renew(self.settings.consumer, lease), "renew"):
+                renewal.fenced = True
+                stream.cancel("the job was taken over by another worker")
+                return
+
+    async def _done(self, lease: Lease, take: Take, result: StreamResult, sink: RedisLogSink) -> None:
+        end = sink.end_entry()
+        assert end is not None, "the runner ends every stream with StreamEnded"
+        fields = _outcome_fields(result)
+        await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, "done", fields), "finish")
+        if self.settings.out_dir is not None:
+            await self._write_report(lease.job_id)
+        await persist(lambda: self.queue.ack(lease), "ack")
+        self.metrics.jobs.labels("done").inc()
+
+    async def _dead(self, lease: Lease, take: Take, reason: str, end: LogEntry | None) -> None:
+        if end is None:
+            last = await persist(lambda: self.events.status(lease.job_id), "status")
+            end = LogEntry(
+                int(last.get("last_seq", 0)) + 1, take.epoch, end_frame("error", reason, "dead_letter")
+            )
+        fields = {"error": reason}
+        await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, "dead", fields), "finish")
+        await persist(lambda: self.queue.dead_letter(lease, reason), "dead letter")
+        self.metrics.jobs.labels("dead").inc()
+        log.warning("job %s went to the dead-letter stream: %s", lease.job_id, reason)
+
+    async def _write_report(self, job_id: str) -> None:
+        """The report from the log, written once, whole: never incrementally from two workers."""
+        assert self.settings.out_dir is not None
+        entries = await persist(lambda: self.events.range(job_id), "range")
+        text = accumulate(job_id, fold(entries)).text()
+        path = anyio.Path(self.settings.out_dir) / f"{job_id}.md"
+        partial = path.with_suffix(".md.partial")
+        await partial.write_text(text, encoding="utf-8")
+        await partial.rename(path)
+
+
+@dataclasses.dataclass(slots=True)
+class _Renewal:
+    fenced: bool = False
+
+
+def _outcome_fields(result: StreamResult) -> dict[str, str]:
+    usage: dict[str, Any] = (result.message or {}).get("usage") or {}
+    fields = {
+        "outcome": result.outcome,
+        "stop_reason": result.stop_reason or "",
+        "output_tokens": str(usage.get("output_tokens", "")),
+        "input_tokens": str(usage.get("input_tokens", "")),
+        "error": "",
+    }
+    if result.cost is not None:
+        fields["cost_usd"] = repr(result.cost.usd)
+    return fields

@@ -1,0 +1,98 @@
+"""``rillet bench`` end to end against the embedded simulator: results, files, errors, truth."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.bench import BenchSettings, SimulatorOptions, run_bench
+from pipeline.bench.run import BenchReport
+
+pytestmark = pytest.mark.anyio
+
+FAST = SimulatorOptions(ttft_ms=20, tokens_per_s=2000)
+
+
+async def bench(**settings: Any) -> tuple[BenchReport, str]:
+    out = io.StringIO()
+    options = {
+        "num_requests": 8,
+        "concurrency": [2],
+        "output_tokens": 16,
+        "simulator": FAST,
+        "progress": "off",
+    }
+    report = await run_bench(BenchSettings(**(options | settings)), out=out, err=io.StringIO())
+    return report, out.getvalue()
+
+
+async def test_run_writes_results_requests_and_plot(tmp_path: Path) -> None:
+    """A point's result JSON, one JSON line per request, a PNG, and the truth check filled in."""
+    report, console = await bench(
+        result_json=tmp_path / "r.json", save_requests=tmp_path / "r.jsonl", plot=tmp_path / "p.png"
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["completed"] == 8
+    assert result["failed"] == 0
+    assert result["stop_reasons"] == {"max_tokens": 8}
+    assert result["ended_short"] == 0
+    assert result["truth_checked"] == 8
+    assert result["lost_deltas"] == 0
+    assert result["server_max_concurrent_requests"] <= 2
+    assert result["max_concurrent_requests"] <= 2
+    assert result["p99_ttft_error_ms"] > 0
+    assert result["median_ttft_ms"] >= 20
+    lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(lines) == 8
+    assert all(line["request_id"].startswith("req_") for line in lines)
+    assert all(line["output_tokens"] == 16 and line["ttft"] > 0 for line in lines)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Serving Benchmark Result" in console
+    assert "TTFT error" in console
+    assert report.status == 0
+
+
+async def test_sweep_gives_one_result_per_point(tmp_path: Path) -> None:
+    """A list of rates is a sweep: one result each, a JSON array, one plot with the curves."""
+    _report, _ = await bench(
+        concurrency=None, request_rate=[50.0, 100.0], num_requests=6, warmup=1,
+        result_json=tmp_path / "r.json", plot=tmp_path / "p.png",
+    )  # fmt: skip
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert [r["request_rate"] for r in results] == [50.0, 100.0]
+    assert all(r["completed"] == 6 and r["offered_request_rate"] is not None for r in results)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "key"),
+    [
+        ("rate_limited", "http_429_rate_limit_error"),
+        ("unavailable", "http_529_overloaded_error"),
+        ("overloaded", "stream_overloaded_error"),
+        ("drop", "stream_connection_error"),
+    ],
+)
+async def test_each_simulator_error_is_counted_under_its_type(scenario: str, key: str) -> None:
+    """429, 529, a mid-stream error event and a drop: failures under their own type, never retried."""
+    options = SimulatorOptions(scenario=scenario, ttft_ms=5)
+    report, _ = await bench(num_requests=4, warmup=0, output_tokens=200, simulator=options)
+    result = report.results[0]
+    assert result["completed"] == 0
+    assert result["failed"] == 4
+    assert result["errors"] == {key: 4}
+    assert result["attempts"] == 4
+
+
+async def test_workers_merge_their_samples() -> None:
+    """Two worker processes: every request counted once, percentiles over the merged samples."""
+    report, _ = await bench(num_requests=10, workers=2, concurrency=[4])
+    run, result = report.runs[0], report.results[0]
+    assert result["completed"] == 10
+    assert result["workers"] == 2
+    assert {r.worker for r in run.records} == {0, 1}
+    assert sorted(r.index for r in run.records) == list(range(10))

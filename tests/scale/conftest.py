@@ -1,0 +1,31 @@
+"""A real ``redis-server`` per test (AOF on, its own directory and port), ended by its pid."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis
+from scale_harness import RedisServer
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def scale(redis_server: RedisServer) -> AsyncIterator[tuple[RedisJobQueue, RedisEventLog]]:
+    """A queue and a log on the test's Redis, lease 1 s so takeovers are quick."""
+    config = RedisConfig(url=redis_server.url, lease_seconds=1.0, flush_ms=50)
+    async with open_redis(config) as client:
+        queue = RedisJobQueue(client, config)
+        await queue.ensure_group()
+        yield queue, RedisEventLog(client, config)

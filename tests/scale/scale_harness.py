@@ -1,0 +1,265 @@
+"""Real processes on loopback for the scale-out tests and benchmarks: redis-server, workers, billing.
+
+Everything here starts a subprocess it owns and ends it by its pid; waits are bounded polls of
+Redis (an external process cannot signal an anyio event).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from pipeline._stitch import Stitcher
+from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
+from pipeline.scale import RedisEventLog
+from pipeline.scale.frames import accumulate, fold
+from pipeline.scale.resume import TAKEOVER
+from pipeline.simulator import SimulatorSettings, reference_plan
+from pipeline.simulator._events import iter_events
+from pipeline.simulator._plan import build_plan
+from pipeline.simulator._scenarios import SCENARIOS
+from pipeline.simulator._validation import parse_request
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "claude-haiku-4-5"
+"""Accepts prefill, so a takeover resumes with the exact continuation (nothing restated)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """``redis-server`` with AOF in a directory of its own, on a free loopback port."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def write_config(path: Path, redis_url: str, **redis: Any) -> Path:
+    """A worker config: the prefill-capable model, the default stages, a ``[redis]`` section."""
+    lines = ["[request]", f'model = "{MODEL}"', "max_tokens = 4000", "", "[redis]", f'url = "{redis_url}"']
+    lines += [f"{key} = {json.dumps(value)}" for key, value in redis.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_workers(config: Path, base_url: str, count: int, *options: str) -> list[tuple[subprocess.Popen[str], str]]:
+    """``count`` ``python -m pipeline.scale worker`` processes (``rillet worker``), started side by side.
+
+    Returns each process with its consumer name, once all are ready.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env |= {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "sim"}
+    command = [sys.executable, "-m", "pipeline.scale", "worker", str(config), *options]
+    processes = [
+        subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in range(count)
+    ]
+    started = []
+    for process in processes:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        if "ready" not in line:
+            for other in processes:
+                end_process(other, signal.SIGKILL)
+            raise AssertionError(f"a worker did not start: {line!r}")
+        started.append((process, line.split()[2].rstrip(":")))
+    return started
+
+
+def end_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """Ends one process this harness started, by its pid; a SIGTERM that is ignored becomes a SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+def report_request(index: int, max_tokens: int = 4000) -> dict[str, Any]:
+    prompt = f"Report {index}: " + "rivers and the land they shape " * (1 + index % 5)
+    return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}
+
+
+async def wait_progress(events: RedisEventLog, job_ids: Sequence[str], owner: str, chars: int, timeout: float) -> int:
+    """Waits until a running job of ``owner`` has persisted ``chars``; returns how many it runs (0: gave up)."""
+    with anyio.move_on_after(timeout):
+        while True:
+            states = [await events.status(job) for job in job_ids]
+            mine = [s for s in states if s.get("owner") == owner and s.get("status") == "running"]
+            if any(int(s.get("chars", 0)) >= chars for s in mine):
+                return len(mine)
+            await anyio.sleep(0.02)
+    return 0
+
+
+async def wait_finished(events: RedisEventLog, job_ids: Sequence[str], timeout: float) -> dict[str, dict[str, str]]:
+    """Polls until every job is done or dead; returns their status hashes."""
+    with anyio.fail_after(timeout):
+        while True:
+            states = {job: await events.status(job) for job in job_ids}
+            if all(state.get("status") in ("done", "dead") for state in states.values()):
+                return states
+            await anyio.sleep(0.05)
+
+
+@dataclass
+class JobCheck:
+    """What a finished job's log says, against the simulator's uninterrupted reference."""
+
+    text: str
+    reference: str
+    ends: int
+    ids_increasing: bool
+    epochs: list[int]
+    request_ids: list[str]
+
+
+async def check_job(
+    events: RedisEventLog, job_id: str, request: dict[str, Any], settings: SimulatorSettings
+) -> JobCheck:
+    entries = await events.range(job_id)
+    text = accumulate(job_id, fold(entries)).text()
+    keys = [(entry.seq, entry.epoch) for entry in entries]
+    request_ids = [
+        json.loads(entry.frame.data)["request_id"] for entry in entries if entry.frame.event == "rillet.headers"
+    ]
+    return JobCheck(
+        text=text,
+        reference=reference_plan(request, settings).text,
+        ends=sum(entry.frame.event == "end" for entry in entries),
+        ids_increasing=keys == sorted(keys) and len({seq for seq, _ in keys}) == len(keys),
+        epochs=sorted({entry.epoch for entry in entries}),
+        request_ids=request_ids,
+    )
+
+
+def billed_output_tokens(truth: dict[str, Any], body: dict[str, Any], settings: SimulatorSettings) -> int:
+    """Output tokens the simulator sent for one request: all of them, or the deltas sent before a kill."""
+    if truth["completed"]:
+        return int(truth["usage"]["output_tokens"])
+    sent = sum(event["type"] == "content_block_delta" for event in truth["events"])
+    plan = build_plan(parse_request(json.dumps(body).encode()), SCENARIOS["report"], settings)
+    deltas = (tokens for kind, _, tokens, _ in iter_events(plan, "msg", MODEL) if kind == "content_block_delta")
+    return sum(next(deltas, 0) for _ in range(sent))
+
+
+def attempt_bodies(request: dict[str, Any], entries: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each logged request's body, rebuilt from the log as the worker that sent it built it."""
+    bodies: dict[str, dict[str, Any]] = {}
+    for position, entry in enumerate(entries):
+        if entry.frame.event != "rillet.headers":
+            continue
+        attempt = json.loads(entry.frame.data)["attempt"]
+        before = [e for e in entries[:position] if not _of_attempt(e, attempt)]
+        bodies[json.loads(entry.frame.data)["request_id"]] = _body(request, before)
+    return bodies
+
+
+def _of_attempt(entry: Any, attempt: int) -> bool:
+    return entry.frame.event in ("rillet.attempt", "rillet.headers") and json.loads(entry.frame.data)["attempt"] == attempt
+
+
+def _body(request: dict[str, Any], before: list[Any]) -> dict[str, Any]:
+    replay = fold(before)
+    if not replay.events:
+        return request
+    stitcher = Stitcher(hold_tools=True)
+    for _, event in replay.events:
+        stitcher.feed(event)
+    plan = plan_resume(request, stitcher.transcript, TAKEOVER, ResumeSettings(), PrefillSupport())
+    return plan.request
+
+
+
+async def simulator_truths(base_url: str) -> dict[str, dict[str, Any]]:
+    """Every request the simulator process saw, with what it sent (``GET /_sim/requests``)."""
+    import httpx2
+
+    async with httpx2.AsyncClient(base_url=base_url, timeout=30) as client:
+        ids = (await client.get("/_sim/requests")).json()["request_ids"]
+        return {rid: (await client.get(f"/_sim/requests/{rid}")).json() for rid in ids}
+
+
+@dataclass
+class Billing:
+    """Output tokens the simulator sent beyond one uninterrupted report, per job and unattributed."""
+
+    extra_by_job: dict[str, int]
+    orphan_bound: int
+    """Requests in no log (killed before their first append): at most 6 tokens per delta they sent."""
+    first_resumed_ns: dict[str, list[int]]
+
+
+async def billing(
+    events: RedisEventLog,
+    jobs: dict[str, dict[str, Any]],
+    truths: dict[str, dict[str, Any]],
+    settings: SimulatorSettings,
+) -> Billing:
+    extra: dict[str, int] = {}
+    resumed: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for job_id, request in jobs.items():
+        entries = await events.range(job_id)
+        bodies = attempt_bodies(request, entries)
+        seen |= bodies.keys()
+        paid = sum(billed_output_tokens(truths[rid], body, settings) for rid, body in bodies.items())
+        extra[job_id] = paid - reference_plan(request, settings).output_tokens
+        resumed[job_id] = [_first_delta_ns(truths[rid]) for rid, body in bodies.items() if body is not request]
+    orphans = [truth for rid, truth in truths.items() if rid not in seen and truth["status"] == 200]
+    bound = sum(6 * sum(e["type"] == "content_block_delta" for e in truth["events"]) for truth in orphans)
+    return Billing(extra, bound, resumed)
+
+
+def _first_delta_ns(truth: dict[str, Any]) -> int:
+    return next((e["sent_ns"] for e in truth["events"] if e["type"] == "content_block_delta"), 0)
