@@ -87,7 +87,20 @@ class StdoutSinkConfig(SinkPolicy):
     verbose: bool = False
 
 
-SinkConfig = Annotated[FileSinkConfig | StdoutSinkConfig, Field(discriminator="type")]
+class PrometheusSinkConfig(SinkPolicy):
+    """Metrics: ``/metrics`` served for the run, and/or pushed to a Pushgateway when it ends."""
+
+    type: Literal["prometheus"]
+    name: str = ""
+    address: str | None = "127.0.0.1:9464"
+    pushgateway: str | None = None
+    job: str = "rillet"
+    grouping: dict[str, str] = {}
+    push_interval: float | None = Field(None, gt=0)
+    delete_on_success: bool = False
+
+
+SinkConfig = Annotated[FileSinkConfig | StdoutSinkConfig | PrometheusSinkConfig, Field(discriminator="type")]
 
 
 class FilterStageConfig(Strict):

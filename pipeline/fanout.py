@@ -50,6 +50,8 @@ class _Lane:
         self.name = spec.sink.name
         self.send, self.receive = anyio.create_memory_object_stream[Item](spec.buffer.max_items)
         self.scope = anyio.CancelScope(shield=True)
+        self.backlogged = anyio.Event()
+        """Set when a producer finds the buffer full: a lingering sink must write now, not later."""
         self.written = 0
         self.in_flight = 0
         self.dropped = 0
@@ -127,6 +129,7 @@ class FanOut:
             try:
                 lane.send.send_nowait(item)
             except anyio.WouldBlock:
+                lane.backlogged.set()
                 await lane.offer_when_full(item)
 
     async def __aenter__(self) -> Self:
@@ -185,7 +188,9 @@ class FanOut:
         linger = lane.spec.effective_linger()
         async for first in lane.receive:
             if linger > 0:
-                await anyio.sleep(linger)
+                with anyio.move_on_after(linger):
+                    await lane.backlogged.wait()
+                lane.backlogged = anyio.Event()
             batch = lane.next_batch(first)
             lane.in_flight = len(batch)
             await lane.spec.sink.write(batch)
@@ -197,8 +202,11 @@ class FanOut:
         lane.in_flight = 0
         lane.errors += 1
         lane.disabled = True
-        lane.last_error = f"{type(exc).__name__}: {exc}"
+        lane.last_error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
         if lane.spec.on_error is OnError.FAIL and self.failure is None:
-            self.failure = SinkError(lane.name, lane.last_error)
-            self.failure.__cause__ = exc
+            if isinstance(exc, SinkError):
+                self.failure = exc
+            else:
+                self.failure = SinkError(lane.name, lane.last_error)
+                self.failure.__cause__ = exc
             self.failed.set()

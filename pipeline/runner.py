@@ -104,9 +104,12 @@ class StreamRun:
         elif kind == "rillet.latency":
             self._latency = event
 
-    def _chain(self, items: Iterable[Item], start: int = 0) -> list[Item]:
-        out = list(items)
+    def _chain(self, items: Sequence[Item], start: int = 0) -> Sequence[Item]:
+        out = items
         for stage in self.stages[start:]:
+            if len(out) == 1:
+                out = stage.process(out[0])
+                continue
             nxt: list[Item] = []
             for item in out:
                 nxt.extend(stage.process(item))

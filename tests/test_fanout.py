@@ -162,7 +162,7 @@ async def test_a_broken_pipe_disables_stdout_and_the_file_keeps_everything(
 
 @pytest.mark.anyio
 async def test_a_broken_pipe_under_fail_raises_chained(broken_pipe: TextIO) -> None:
-    """With ``on_error = "fail"`` the run's error is a SinkError chained down to the BrokenPipeError."""
+    """With ``on_error = "fail"`` the run's error is the sink's SinkError, chained to the BrokenPipeError."""
 
     async def run() -> None:
         async with FanOut([SinkSpec(StdoutSink(stream=broken_pipe, err=io.StringIO()))]) as fanout:
@@ -171,8 +171,8 @@ async def test_a_broken_pipe_under_fail_raises_chained(broken_pipe: TextIO) -> N
 
     with pytest.raises(SinkError, match="broken pipe") as caught:
         await run()
-    assert isinstance(caught.value.__cause__, SinkError)
-    assert isinstance(caught.value.__cause__.__cause__, BrokenPipeError)
+    assert str(caught.value).count("sink 'stdout'") == 1, "a sink's own SinkError is raised as it is"
+    assert isinstance(caught.value.__cause__, BrokenPipeError)
 
 
 @pytest.mark.anyio
@@ -189,8 +189,7 @@ async def test_an_unwritable_report_fails_before_any_item(tmp_path: Path) -> Non
 
     with pytest.raises(SinkError, match="cannot open") as caught:
         await run()
-    assert isinstance(caught.value.__cause__, SinkError)
-    assert isinstance(caught.value.__cause__.__cause__, NotADirectoryError)
+    assert isinstance(caught.value.__cause__, NotADirectoryError)
 
 
 @pytest.mark.anyio

@@ -10,6 +10,7 @@ from pipeline.errors import ConfigError
 from pipeline.sink import Buffer, OnError, OnFull, SinkSpec
 from pipeline.stages import StageFactory
 from sinks.file import FileSink
+from sinks.prometheus import PrometheusSink
 from sinks.status import StatusLineSink
 from sinks.stdout import StdoutSink
 
@@ -57,6 +58,16 @@ def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
         sink: Any = FileSink(config.path, mode=config.mode, name=config.name)
     elif isinstance(config, StdoutSinkConfig):
         sink = StdoutSink(verbose=config.verbose or verbose, name=config.name)
+    else:
+        sink = PrometheusSink(
+            address=config.address,
+            pushgateway=config.pushgateway,
+            job=config.job,
+            grouping=config.grouping,
+            push_interval=config.push_interval,
+            delete_on_success=config.delete_on_success,
+            name=config.name,
+        )
     return SinkSpec(sink, config.buffer_spec(), config.on_error)
 
 

@@ -9,7 +9,7 @@ never re-timing them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ class RecordStage:
         self.statuses: list[int] = []
         self.sent_ns: int | None = None
 
-    def process(self, item: Item) -> Iterable[Item]:
+    def process(self, item: Item) -> Sequence[Item]:
         event = item.event
         if isinstance(event, ResponseHeaders):
             self.statuses.append(event.status_code)
@@ -36,7 +36,7 @@ class RecordStage:
             self.sent_ns = item.received_ns
         return (item,)
 
-    def finish(self) -> Iterable[Item]:
+    def finish(self) -> Sequence[Item]:
         return ()
 
 

@@ -4,7 +4,8 @@ See ``docs/browser.md`` for the event names, the API and the security model.
 """
 
 from pipeline.serve._app import create_app
-from pipeline.serve._registry import Busy, RegistryStatistics, StreamEntry, StreamRegistry
+from pipeline.serve._errors import Busy
+from pipeline.serve._registry import RegistryStatistics, StreamEntry, StreamRegistry
 from pipeline.serve._render import render_markdown
 from pipeline.serve._server import Server, open_server
 from pipeline.serve._settings import ServeSettings

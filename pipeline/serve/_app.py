@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.serve._errors import Busy, refusal
 from pipeline.serve._events import EventsEndpoint
-from pipeline.serve._registry import Busy, StreamEntry, StreamRegistry
+from pipeline.serve._registry import StreamEntry, StreamRegistry
 from pipeline.serve._render import render_markdown
 from pipeline.serve._security import Guard
 from pipeline.serve._settings import ServeSettings
@@ -86,10 +87,6 @@ def one_line(error: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
-
-
 def _static(name: str, media_type: str) -> Route:
     body = (resources.files("pipeline.serve") / "static" / STATIC[name][0]).read_bytes()
 
@@ -113,61 +110,53 @@ class Api:
 
     async def create(self, request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            return _error(415, "send the stream's parameters as application/json")
+            return refusal(415, "send the stream's parameters as application/json")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         try:
             new = NewStream.model_validate_json(body)
         except ValidationError as exc:
-            return _error(400, one_line(exc))
+            return refusal(400, one_line(exc))
         if new.simulator is not None and not self.settings.simulated:
-            return _error(400, "simulator: only accepted when serving the built-in simulator")
+            return refusal(400, "simulator: only accepted when serving the built-in simulator")
         try:
             entry = self.registry.start(self._request(new))
         except Busy as exc:
-            return _error(429, str(exc))
-        events_url = f"/api/streams/{entry.stream_id}/events"
-        return JSONResponse(
-            {
-                "id": entry.stream_id,
-                "events_url": events_url,
-                "status_url": f"/api/streams/{entry.stream_id}",
-            },
-            status_code=201,
-            headers={"location": f"/api/streams/{entry.stream_id}"},
-        )
+            return refusal(429, str(exc))
+        status_url = f"/api/streams/{entry.stream_id}"
+        body = {"id": entry.stream_id, "events_url": f"{status_url}/events", "status_url": status_url}
+        return JSONResponse(body, status_code=201, headers={"location": status_url})
 
     async def status(self, request: Request) -> Response:
         entry = self._entry(request)
         if entry is None:
-            return _error(404, "no such stream (it may have expired)")
+            return refusal(404, "no such stream (it may have expired)")
         return JSONResponse(self._state(entry))
 
     async def cancel(self, request: Request) -> Response:
         entry = self._entry(request)
         if entry is None:
-            return _error(404, "no such stream (it may have expired)")
+            return refusal(404, "no such stream (it may have expired)")
         entry.cancel()
-        return JSONResponse(
-            {"id": entry.stream_id, "state": "running" if entry.running else "ended"}, status_code=202
-        )
+        state = "running" if entry.running else "ended"
+        return JSONResponse({"id": entry.stream_id, "state": state}, status_code=202)
 
     async def _body(self, request: Request) -> bytes | Response:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdecimal() and int(declared) > limit:
-            return _error(413, f"the body is larger than {limit} bytes")
+            return refusal(413, f"the body is larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    return _error(413, f"the body is larger than {limit} bytes")
+                    return refusal(413, f"the body is larger than {limit} bytes")
                 chunks.append(chunk)
         except ClientDisconnect:
-            return _error(400, "the client went away")
+            return refusal(400, "the client went away")
         return b"".join(chunks)
 
     def _request(self, new: NewStream) -> dict[str, Any]:

@@ -22,14 +22,14 @@ import logging
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import anyio
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from pipeline.serve._registry import Busy, Reader, StreamRegistry
+from pipeline.serve._errors import Busy, refusal
+from pipeline.serve._registry import Reader, StreamRegistry
 from pipeline.serve._settings import ServeSettings
 from sinks.sse_log import StreamLog, encode_frame
 
@@ -58,8 +58,6 @@ _uvicorn_logger = logging.getLogger("uvicorn.error")
 if not any(isinstance(f, _QuietAbandon) for f in _uvicorn_logger.filters):
     _uvicorn_logger.addFilter(_QuietAbandon())
 
-Ending = Literal["done", "left"]
-
 
 def parse_cursor(last_event_id: str | None, after: str | None, log: StreamLog) -> int:
     """The cursor the client asks for; anything malformed or beyond the log means from the start."""
@@ -77,7 +75,7 @@ class _Connection:
     cursor: int
     settings: ServeSettings
     reader: Reader
-    ending: Ending = "done"
+    left: bool = False
 
     async def pump(self) -> None:
         """Sends frames after the cursor until the log is done or the connection's lifetime ends.
@@ -122,7 +120,7 @@ async def _watch_disconnect(receive: Receive, connection: _Connection, scope: an
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            connection.ending = "left"
+            connection.left = True
             scope.cancel()
             return
 
@@ -138,7 +136,7 @@ class EventsEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self._registry.get(scope["path_params"]["stream_id"])
         if entry is None:
-            await _error(404, "no such stream (it may have expired)")(scope, receive, send)
+            await refusal(404, "no such stream (it may have expired)")(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         last_event_id = headers.get("last-event-id")
@@ -152,7 +150,7 @@ class EventsEndpoint:
             with self._registry.connection(entry, resumed=last_event_id is not None) as reader:
                 await self._stream(entry.log, cursor, reader, receive, send)
         except Busy as exc:
-            await _error(503, str(exc))(scope, receive, send)
+            await refusal(503, str(exc))(scope, receive, send)
 
     async def _stream(
         self, log: StreamLog, cursor: int, reader: Reader, receive: Receive, send: Send
@@ -164,19 +162,14 @@ class EventsEndpoint:
                 tg.start_soon(_watch_disconnect, receive, connection, tg.cancel_scope)
                 await connection.pump()
                 tg.cancel_scope.cancel()
-        if connection.ending == "done" and not reader.stalled:
+        if not connection.left and not reader.stalled:
             with anyio.move_on_after(self._settings.send_timeout_s):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-        if connection.ending != "left":
+        if not connection.left:
             _ABANDONED.set(True)
 
 
 def _query_value(scope: Scope, name: str) -> str | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return values[-1] if values else None
-
-
-def _error(status: int, reason: str) -> Response:
-    body: dict[str, Any] = {"error": reason}
-    return JSONResponse(body, status_code=status)

@@ -18,14 +18,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from pipeline.runner import Pipeline, StreamRun
+from pipeline.serve._errors import Busy
 from pipeline.serve._settings import ServeSettings
 from sinks.sse_log import SseLogSink, StreamLog
 
 logger = logging.getLogger(__name__)
-
-
-class Busy(Exception):
-    """A bound was reached; the message says which, for the client."""
 
 
 @dataclass(eq=False, slots=True)
@@ -91,7 +88,6 @@ class StreamRegistry:
         self._entries: dict[str, StreamEntry] = {}
         self._readers: set[Reader] = set()
         self._housekeeping = anyio.CancelScope()
-        self._connections = 0
         self._connections_total = 0
         self._resumed_total = 0
         self._stalled_total = 0
@@ -131,10 +127,9 @@ class StreamRegistry:
         limit = self._settings.max_connections_per_stream
         if entry.connections >= limit:
             raise Busy(f"too many connections to this stream (at most {limit})")
-        if self._connections >= self._settings.max_connections:
+        if len(self._readers) >= self._settings.max_connections:
             raise Busy(f"too many connections (at most {self._settings.max_connections})")
         reader = Reader()
-        self._connections += 1
         self._connections_total += 1
         self._resumed_total += resumed
         entry.connections += 1
@@ -144,13 +139,12 @@ class StreamRegistry:
         finally:
             self._readers.discard(reader)
             entry.connections -= 1
-            self._connections -= 1
 
     def statistics(self) -> RegistryStatistics:
         return RegistryStatistics(
             streams=len(self._entries),
             running=sum(entry.running for entry in self._entries.values()),
-            connections=self._connections,
+            connections=len(self._readers),
             connections_total=self._connections_total,
             resumed_total=self._resumed_total,
             stalled_total=self._stalled_total,

@@ -19,9 +19,10 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import MutableHeaders
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.serve._errors import refusal
 from pipeline.serve._settings import LOOPBACK_NAMES, ServeSettings
 
 COOKIE = "rillet_token"
@@ -84,16 +85,16 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
         if not self._any_host and host_name(host).lower() not in self._hosts:
-            return _deny(403, f"host {host!r} is not served here")
+            return refusal(403, f"host {host!r} is not served here")
         origin = headers.get("origin")
         if origin is not None and not self._same_origin(origin, host) and origin not in self._cors:
-            return _deny(403, f"origin {origin!r} may not use this server")
+            return refusal(403, f"origin {origin!r} may not use this server")
         if self._token is None or (scope["method"] == "OPTIONS" and origin in self._cors):
             return None  # a CORS preflight carries no credentials
         offered = _bearer(headers.get("authorization")) or _cookie(headers.get("cookie"))
         if offered is not None and hmac.compare_digest(offered.encode(), self._token):
             return None
-        return self._exchange(scope) or _deny(
+        return self._exchange(scope) or refusal(
             401, "an access token is required: open the URL rillet serve printed"
         )
 
@@ -132,7 +133,3 @@ def _cookie(value: str | None) -> str | None:
         return None
     morsel = cookie.get(COOKIE)
     return morsel.value if morsel is not None else None
-
-
-def _deny(status: int, reason: str) -> Response:
-    return JSONResponse({"error": reason}, status_code=status)

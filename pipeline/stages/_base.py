@@ -7,7 +7,7 @@ not get a task each: the runner calls ``process`` for every item and ``finish`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,11 +29,15 @@ class StreamContext:
 
 
 class Stage(Protocol):
-    """Turns each item into zero or more items; returning the input passes it through."""
+    """Turns each item into zero or more items; returning the input passes it through.
 
-    def process(self, item: Item) -> Iterable[Item]: ...
+    Results are sequences (a tuple, usually of one item) so the runner can take the common
+    one-in, one-out case without building a list per stage.
+    """
 
-    def finish(self) -> Iterable[Item]: ...
+    def process(self, item: Item) -> Sequence[Item]: ...
+
+    def finish(self) -> Sequence[Item]: ...
 
 
 StageFactory = Callable[[StreamContext], Stage]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -153,7 +153,7 @@ class CostStage:
         self._next_tokens = 0
         self._stale = False
 
-    def process(self, item: Item) -> Iterable[Item]:
+    def process(self, item: Item) -> Sequence[Item]:
         event = item.event
         kind = event.type
         current = self._current
@@ -177,7 +177,7 @@ class CostStage:
             return (item,)
         return (item, item.derive(self._update()))
 
-    def finish(self) -> Iterable[Item]:
+    def finish(self) -> Sequence[Item]:
         """Sends the last estimate when output streamed after the last update (a dropped attempt)."""
         return (self._ctx.item(self._update()),) if self._stale else ()
 

@@ -19,7 +19,7 @@ without one), so the runner's own start-up never counts as the server's time:
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Literal
 
 from pipeline.events import STREAMED_TEXT_FIELDS, FirstToken, Item, LatencySummary
@@ -53,7 +53,7 @@ class LatencyStage:
         self._output_tokens: dict[int, int] = {}
         self._retried = False
 
-    def process(self, item: Item) -> Iterable[Item]:
+    def process(self, item: Item) -> Sequence[Item]:
         event = item.event
         kind = event.type
         now = item.received_ns
@@ -82,7 +82,7 @@ class LatencyStage:
             self._start = now  # the moment before the first request was sent: the clock's true zero
         return (item,)
 
-    def finish(self) -> Iterable[Item]:
+    def finish(self) -> Sequence[Item]:
         firsts = self._firsts
         end = self._seconds(self._stop_ns if self._stop_ns is not None else self._last_ns)
         ttft = firsts.get("delta")
@@ -103,7 +103,7 @@ class LatencyStage:
         )
         return (self._ctx.item(summary),)
 
-    def _first(self, item: Item, kind: FirstKind, also: FirstKind | None) -> Iterable[Item]:
+    def _first(self, item: Item, kind: FirstKind, also: FirstKind | None) -> Sequence[Item]:
         """The item, with a :class:`FirstToken` for each of ``kind`` and ``also`` not seen before."""
         firsts = self._firsts
         if kind in firsts and (also is None or also in firsts):

@@ -20,7 +20,7 @@ thinking is prose. Tool input (``tool_input``) is JSON, so it takes the code thr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -222,7 +222,7 @@ class RepetitionStage:
         self._tails: dict[int, _Tail] = {}
         self._aborted = False
 
-    def process(self, item: Item) -> Iterable[Item]:
+    def process(self, item: Item) -> Sequence[Item]:
         event = item.event
         kind = event.type
         if kind == "content_block_delta":
@@ -244,7 +244,7 @@ class RepetitionStage:
             self._tails.clear()
         return (item,)
 
-    def finish(self) -> Iterable[Item]:
+    def finish(self) -> Sequence[Item]:
         """Checks blocks the stream left open; only warns, since the stream is already over."""
         found = [loop for tail in self._tails.values() if (loop := tail.check()) is not None]
         self._tails.clear()

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from scale_harness import RedisServer
 
 from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis
-from scale_harness import RedisServer
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Redis (an external process cannot signal an anyio event).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
 from pipeline.scale import RedisEventLog
 from pipeline.scale.frames import accumulate, fold
 from pipeline.scale.resume import TAKEOVER
-from pipeline.simulator import SimulatorSettings, reference_plan
+from pipeline.simulator import SimulatorSettings, count_tokens, reference_plan
 from pipeline.simulator._events import iter_events
 from pipeline.simulator._plan import build_plan
 from pipeline.simulator._scenarios import SCENARIOS
@@ -56,7 +57,16 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction"]
+        args += [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -89,27 +99,72 @@ def write_config(path: Path, redis_url: str, **redis: Any) -> Path:
     return path
 
 
-def start_workers(config: Path, base_url: str, count: int, *options: str) -> list[tuple[subprocess.Popen[str], str]]:
-    """``count`` ``python -m pipeline.scale worker`` processes (``rillet worker``), started side by side.
+_ZYGOTE = """
+import os, signal, sys
+import pipeline.scale.cli
+from pipeline.scale.__main__ import main
 
-    Returns each process with its consumer name, once all are ready.
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sys.stdin.close()
+        code = main(line.split())
+        sys.stderr.flush()
+        os._exit(code)
+    print(pid, flush=True)
+"""
+
+
+class Workers:
+    """Forks ``rillet worker`` processes from one that has imported everything already.
+
+    A worker costs about 2 s of CPU to import on this machine; forked from a warm parent it is ready
+    at once, so a test can kill twenty of them in seconds. Each is a ``python -m pipeline.scale
+    worker`` in all but the exec; every one is ended by its pid.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    env |= {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "sim"}
-    command = [sys.executable, "-m", "pipeline.scale", "worker", str(config), *options]
-    processes = [
-        subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in range(count)
-    ]
-    started = []
-    for process in processes:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        if "ready" not in line:
-            for other in processes:
-                end_process(other, signal.SIGKILL)
-            raise AssertionError(f"a worker did not start: {line!r}")
-        started.append((process, line.split()[2].rstrip(":")))
-    return started
+
+    def __init__(self, config: Path, base_url: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+        env |= {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "sim"}
+        self.config = config
+        self.pids: list[int] = []
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def start(self, *options: str) -> tuple[int, str]:
+        """A new worker's pid and consumer name, once it is ready."""
+        zygote = self._zygote
+        assert zygote.stdin is not None and zygote.stdout is not None and zygote.stderr is not None
+        zygote.stdin.write(" ".join(["worker", str(self.config), *options]) + "\n")
+        zygote.stdin.flush()
+        pid = int(zygote.stdout.readline())
+        self.pids.append(pid)
+        while True:
+            line = zygote.stderr.readline()
+            assert line, "the worker zygote died"
+            if line.endswith("slots)\n") and "ready" in line:
+                return pid, line.split()[2].rstrip(":")
+
+    def signal(self, pid: int, sig: int) -> None:
+        os.kill(pid, sig)
+
+    def close(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        end_process(self._zygote, signal.SIGKILL)
+        for stream in (self._zygote.stdin, self._zygote.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def end_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
@@ -130,7 +185,9 @@ def report_request(index: int, max_tokens: int = 4000) -> dict[str, Any]:
     return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}
 
 
-async def wait_progress(events: RedisEventLog, job_ids: Sequence[str], owner: str, chars: int, timeout: float) -> int:
+async def wait_progress(
+    events: RedisEventLog, job_ids: Sequence[str], owner: str, chars: int, timeout: float
+) -> int:
     """Waits until a running job of ``owner`` has persisted ``chars``; returns how many it runs (0: gave up)."""
     with anyio.move_on_after(timeout):
         while True:
@@ -142,7 +199,9 @@ async def wait_progress(events: RedisEventLog, job_ids: Sequence[str], owner: st
     return 0
 
 
-async def wait_finished(events: RedisEventLog, job_ids: Sequence[str], timeout: float) -> dict[str, dict[str, str]]:
+async def wait_finished(
+    events: RedisEventLog, job_ids: Sequence[str], timeout: float
+) -> dict[str, dict[str, str]]:
     """Polls until every job is done or dead; returns their status hashes."""
     with anyio.fail_after(timeout):
         while True:
@@ -171,7 +230,9 @@ async def check_job(
     text = accumulate(job_id, fold(entries)).text()
     keys = [(entry.seq, entry.epoch) for entry in entries]
     request_ids = [
-        json.loads(entry.frame.data)["request_id"] for entry in entries if entry.frame.event == "rillet.headers"
+        json.loads(entry.frame.data)["request_id"]
+        for entry in entries
+        if entry.frame.event == "rillet.headers"
     ]
     return JobCheck(
         text=text,
@@ -189,7 +250,9 @@ def billed_output_tokens(truth: dict[str, Any], body: dict[str, Any], settings: 
         return int(truth["usage"]["output_tokens"])
     sent = sum(event["type"] == "content_block_delta" for event in truth["events"])
     plan = build_plan(parse_request(json.dumps(body).encode()), SCENARIOS["report"], settings)
-    deltas = (tokens for kind, _, tokens, _ in iter_events(plan, "msg", MODEL) if kind == "content_block_delta")
+    deltas = (
+        tokens for kind, _, tokens, _ in iter_events(plan, "msg", MODEL) if kind == "content_block_delta"
+    )
     return sum(next(deltas, 0) for _ in range(sent))
 
 
@@ -206,7 +269,10 @@ def attempt_bodies(request: dict[str, Any], entries: list[Any]) -> dict[str, dic
 
 
 def _of_attempt(entry: Any, attempt: int) -> bool:
-    return entry.frame.event in ("rillet.attempt", "rillet.headers") and json.loads(entry.frame.data)["attempt"] == attempt
+    return (
+        entry.frame.event in ("rillet.attempt", "rillet.headers")
+        and json.loads(entry.frame.data)["attempt"] == attempt
+    )
 
 
 def _body(request: dict[str, Any], before: list[Any]) -> dict[str, Any]:
@@ -220,7 +286,6 @@ def _body(request: dict[str, Any], before: list[Any]) -> dict[str, Any]:
     return plan.request
 
 
-
 async def simulator_truths(base_url: str) -> dict[str, dict[str, Any]]:
     """Every request the simulator process saw, with what it sent (``GET /_sim/requests``)."""
     import httpx2
@@ -232,12 +297,13 @@ async def simulator_truths(base_url: str) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class Billing:
-    """Output tokens the simulator sent beyond one uninterrupted report, per job and unattributed."""
+    """Output tokens the simulator sent beyond one uninterrupted report, and the tails that explain them."""
 
     extra_by_job: dict[str, int]
+    tails_by_job: dict[str, list[int]]
+    """Per interrupted request: tokens it was billed for that never reached the log."""
     orphan_bound: int
     """Requests in no log (killed before their first append): at most 6 tokens per delta they sent."""
-    first_resumed_ns: dict[str, list[int]]
 
 
 async def billing(
@@ -247,19 +313,30 @@ async def billing(
     settings: SimulatorSettings,
 ) -> Billing:
     extra: dict[str, int] = {}
-    resumed: dict[str, list[int]] = {}
+    tails: dict[str, list[int]] = {}
     seen: set[str] = set()
     for job_id, request in jobs.items():
         entries = await events.range(job_id)
         bodies = attempt_bodies(request, entries)
+        persisted = persisted_tokens(entries)
         seen |= bodies.keys()
-        paid = sum(billed_output_tokens(truths[rid], body, settings) for rid, body in bodies.items())
-        extra[job_id] = paid - reference_plan(request, settings).output_tokens
-        resumed[job_id] = [_first_delta_ns(truths[rid]) for rid, body in bodies.items() if body is not request]
+        paid = {rid: billed_output_tokens(truths[rid], body, settings) for rid, body in bodies.items()}
+        extra[job_id] = sum(paid.values()) - reference_plan(request, settings).output_tokens
+        tails[job_id] = [paid[rid] - persisted[rid] for rid in bodies if not truths[rid]["completed"]]
     orphans = [truth for rid, truth in truths.items() if rid not in seen and truth["status"] == 200]
     bound = sum(6 * sum(e["type"] == "content_block_delta" for e in truth["events"]) for truth in orphans)
-    return Billing(extra, bound, resumed)
+    return Billing(extra, tails, bound)
 
 
-def _first_delta_ns(truth: dict[str, Any]) -> int:
-    return next((e["sent_ns"] for e in truth["events"] if e["type"] == "content_block_delta"), 0)
+def persisted_tokens(entries: list[Any]) -> dict[str, int]:
+    """Tokens of the text each logged request got into the log."""
+    texts: dict[str, list[str]] = {}
+    current: list[str] = []
+    for entry in entries:
+        if entry.frame.event == "rillet.headers":
+            current = texts.setdefault(json.loads(entry.frame.data)["request_id"], [])
+        elif entry.frame.event == "content_block_delta":
+            delta = json.loads(entry.frame.data)["delta"]
+            if delta.get("type") == "text_delta":
+                current.append(delta["text"])
+    return {rid: count_tokens("".join(parts)) for rid, parts in texts.items()}

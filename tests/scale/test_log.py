@@ -17,7 +17,9 @@ async def submitted(queue: RedisJobQueue) -> str:
     return await queue.submit({"model": "m", "max_tokens": 10, "messages": []})
 
 
-async def test_a_takeover_fences_the_old_epoch_and_ids_keep_increasing(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+async def test_a_takeover_fences_the_old_epoch_and_ids_keep_increasing(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
     """After a second take, the first owner's append is refused and writes nothing."""
     queue, log = scale
     job = await submitted(queue)
@@ -55,7 +57,9 @@ async def test_the_byte_cap_refuses_the_whole_batch(scale: tuple[RedisJobQueue, 
     assert await log.range(job) == []
 
 
-async def test_finish_writes_one_end_and_starts_the_finished_ttl(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+async def test_finish_writes_one_end_and_starts_the_finished_ttl(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
     """``finish`` is fenced like an append, and a finished job is not taken again."""
     queue, log = scale
     job = await submitted(queue)
@@ -69,7 +73,9 @@ async def test_finish_writes_one_end_and_starts_the_finished_ttl(scale: tuple[Re
     assert 0 < ttl <= log.config.ttl_finished
 
 
-async def test_renewal_is_fenced_once_another_consumer_reclaimed(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+async def test_renewal_is_fenced_once_another_consumer_reclaimed(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
     """A bare XCLAIM would steal the job back; the scripted renewal refuses instead."""
     queue, _ = scale
     await submitted(queue)
@@ -81,7 +87,9 @@ async def test_renewal_is_fenced_once_another_consumer_reclaimed(scale: tuple[Re
     assert await queue.renew("w2", taken)
 
 
-async def test_a_worker_never_leases_more_than_it_asks_for(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+async def test_a_worker_never_leases_more_than_it_asks_for(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
     """``count`` is the free slots: the rest stays in the queue for other workers."""
     queue, _ = scale
     for _ in range(5):
@@ -90,7 +98,9 @@ async def test_a_worker_never_leases_more_than_it_asks_for(scale: tuple[RedisJob
     assert len(await queue.lease("w2", 10, 0)) == 3
 
 
-async def test_requeue_and_dead_letter_leave_no_pending_entry(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+async def test_requeue_and_dead_letter_leave_no_pending_entry(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
     """A requeued job is delivered again; a dead one lands in the dead-letter stream with its reason."""
     queue, log = scale
     job = await submitted(queue)

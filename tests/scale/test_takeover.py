@@ -10,16 +10,14 @@ import random
 import signal
 from pathlib import Path
 
-import anyio
 import pytest
 from scale_harness import (
     RedisServer,
+    Workers,
     billing,
     check_job,
-    end_process,
     report_request,
     simulator_truths,
-    start_workers,
     wait_finished,
     wait_progress,
     write_config,
@@ -30,13 +28,11 @@ from pipeline.simulator import SimulatorSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-TOKENS_PER_S = 120.0
+TOKENS_PER_S = 200.0
 REPORT_TOKENS = 600
 SIM = SimulatorSettings(tokens_per_s=TOKENS_PER_S, report_tokens=REPORT_TOKENS)
 SIM_ARGS = ("--tokens-per-s", str(TOKENS_PER_S), "--report-tokens", str(REPORT_TOKENS))
 FLUSH_MS = 50
-TAIL_TOKENS = TOKENS_PER_S * (FLUSH_MS / 1000 + 0.25) + 12
-"""The un-persisted tail a takeover may pay twice: a coalescing window, kill detection, a delta or two."""
 
 
 async def test_twenty_kills_lose_and_duplicate_nothing(
@@ -48,23 +44,29 @@ async def test_twenty_kills_lose_and_duplicate_nothing(
     """kill -9 at random offsets: final text == reference, one ``end``, ids increasing, tail paid at most."""
     queue, events = scale
     base_url = simulator_process(*SIM_ARGS)  # type: ignore[operator]
-    config = write_config(tmp_path / "worker.toml", redis_server.url, lease_seconds=1.0, flush_ms=FLUSH_MS)
-    jobs = {await queue.submit(report_request(i)): report_request(i) for i in range(24)}
+    config = write_config(
+        tmp_path / "worker.toml", redis_server.url, lease_seconds=1.0, flush_ms=FLUSH_MS, max_attempts=100
+    )
+    jobs = {await queue.submit(report_request(i)): report_request(i) for i in range(12)}
     rng = random.Random(20240611)
     kills = 0
-    workers = start_workers(config, base_url, 2, "--concurrency", "4")
+    workers = Workers(config, base_url)
     try:
+        alive = [workers.start("--concurrency", "4") for _ in range(2)]
         while kills < 20:
-            victims, workers = workers, start_workers(config, base_url, 2, "--concurrency", "4")
-            offset = rng.randint(0, 2500)
-            for victim, name in victims:
-                if await wait_progress(events, list(jobs), name, offset, timeout=5):
-                    kills += 1
-                end_process(victim, signal.SIGKILL)
+            alive.append(workers.start("--concurrency", "4"))
+            pid, name = alive.pop(0)
+            if await wait_progress(events, list(jobs), name, rng.randint(0, 2500), timeout=5):
+                kills += 1
+            workers.signal(pid, signal.SIGKILL)
+            if sum(state.get("status") != "done" for state in [await events.status(j) for j in jobs]) < 8:
+                jobs |= {
+                    await queue.submit(report_request(len(jobs) + i)): report_request(len(jobs) + i)
+                    for i in range(4)
+                }
         states = await wait_finished(events, list(jobs), timeout=60)
     finally:
-        for worker, _ in [*victims, *workers]:
-            end_process(worker, signal.SIGKILL)
+        workers.close()
     takeovers = sum(int(state["epoch"]) - 1 for state in states.values())
     assert takeovers >= 20, f"only {takeovers} takeovers: the kills missed the running jobs"
     for job_id, request in jobs.items():
@@ -75,4 +77,11 @@ async def test_twenty_kills_lose_and_duplicate_nothing(
         assert check.ids_increasing
     bill = await billing(events, jobs, await simulator_truths(base_url), SIM)
     for job_id, extra in bill.extra_by_job.items():
-        assert extra <= (int(states[job_id]["epoch"]) - 1) * TAIL_TOKENS, (job_id, extra)
+        tails = bill.tails_by_job[job_id]
+        # Counting tokens per piece may differ by one at each seam.
+        assert extra <= sum(tails) + len(tails), (job_id, extra, tails)
+    print(
+        f"takeovers={takeovers} extra_output_tokens_max={max(bill.extra_by_job.values())} "
+        f"tail_tokens_max={max((t for ts in bill.tails_by_job.values() for t in ts), default=0)} "
+        f"orphan_tokens_at_most={bill.orphan_bound}"
+    )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 
 from pipeline.client import make_client
@@ -118,6 +119,13 @@ def stream_text(events: list[Event]) -> str:
         elif event.type == "content_block_delta" and data["delta"]["type"] == "text_delta":
             blocks.setdefault(data["index"], []).append(data["delta"]["text"])
     return "".join("".join(parts) for _, parts in sorted(blocks.items()))
+
+
+async def until_idle(served: Served) -> None:
+    """Until no stream runs: a run ends just after its last frame, a moment no task-level primitive shows."""
+    with anyio.fail_after(5):
+        while served.server.registry.statistics().running:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
 
 
 async def status(http: httpx2.AsyncClient, stream_id: str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ async def drain(sock: socket.socket) -> bytes:
 async def test_a_leaving_browser_frees_its_reader_and_never_stops_the_stream() -> None:
     """A disconnect is noticed within 1 s; the stream goes on to completion regardless."""
     async with serving() as served, served.http() as http:
-        stream_id = await start(http, max_tokens=600, simulator={"tokens_per_s": 400})
+        stream_id = await start(http, max_tokens=300, simulator={"tokens_per_s": 400})
         async with httpx2.AsyncClient(base_url=served.url) as leaving:
             parser = SseParser()
             async with leaving.stream("GET", f"/api/streams/{stream_id}/events") as response:

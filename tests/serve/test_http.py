@@ -6,12 +6,11 @@ import json
 import re
 from html.parser import HTMLParser
 
-import anyio
 import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.serve import ServeSettings
-from tests.serve.harness import read_events, serving, start, status
+from tests.serve.harness import read_events, serving, start, status, until_idle
 
 pytestmark = pytest.mark.anyio
 
@@ -189,10 +188,27 @@ async def test_too_many_running_streams_get_429() -> None:
         assert "too many streams" in refused.json()["error"]
         assert (await http.post(f"/api/streams/{slow}/cancel")).status_code == 202
         await read_events(http, slow)
-        with anyio.fail_after(5):  # the run ends just after its last frame: poll for it
-            while served.server.registry.statistics().running:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+        await until_idle(served)
         assert (await http.post("/api/streams", json={"prompt": "x", "max_tokens": 5})).status_code == 201
+
+
+async def test_ended_streams_expire_and_make_room() -> None:
+    """An ended stream is forgotten after ``stream_ttl_s``, or sooner when ``max_streams`` needs its place."""
+    async with serving(stream_ttl_s=3600, max_streams=2) as served, served.http() as http:
+        first, second = [await start(http, max_tokens=5) for _ in range(2)]
+        for stream_id in (first, second):
+            await read_events(http, stream_id)
+        await until_idle(served)
+        third = await start(http, max_tokens=5)
+        assert (await http.get(f"/api/streams/{first}")).status_code == 404
+        assert (await http.get(f"/api/streams/{second}")).status_code == 200
+        assert set(served.server.sink.logs) == {second, third}
+    async with serving(stream_ttl_s=0) as served, served.http() as http:
+        stream_id = await start(http, max_tokens=5)
+        await read_events(http, stream_id)
+        await until_idle(served)
+        assert (await http.get(f"/api/streams/{stream_id}")).status_code == 404
+        assert stream_id not in served.server.sink.logs
 
 
 async def test_foreign_host_and_origin_are_refused() -> None:

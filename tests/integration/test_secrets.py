@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import SimulatorProcess, clean_environment
+from tests.integration.conftest import Server
 
 FAKE_KEY = "sk-ant-api03-rillet-test-key-must-never-leak-0123456789abcdef"
 
 
-def test_the_api_key_appears_in_no_output(tmp_path: Path, simulator_process: SimulatorProcess) -> None:
-    """`rillet run --verbose` with every file sink: no trace of the key anywhere it wrote."""
+def test_the_api_key_appears_in_no_output(
+    tmp_path: Path, simulator_process: SimulatorProcess, pushgateway: Server
+) -> None:
+    """`rillet run --verbose` with file, stdout and metrics sinks: no trace of the key anywhere."""
     base_url = simulator_process()
     config = tmp_path / "job.toml"
     config.write_text(
@@ -32,7 +36,13 @@ path = "report.md"
 type = "file"
 path = "events.jsonl"
 mode = "jsonl"
-""",
+
+[[sinks]]
+type = "prometheus"
+address = "127.0.0.1:0"
+pushgateway = "PUSHGATEWAY"
+job = "secrets"
+""".replace("PUSHGATEWAY", pushgateway.address),
         encoding="utf-8",
     )
     done = subprocess.run(
@@ -48,6 +58,10 @@ mode = "jsonl"
     written = {path.name: path.read_text(encoding="utf-8") for path in tmp_path.iterdir() if path.is_file()}
     assert {"report.md", "events.jsonl"} <= written.keys()
     assert "rillet.headers" in written["events.jsonl"]
-    for name, text in {"stdout": done.stdout, "stderr": done.stderr, **written}.items():
+    with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'job="secrets"' in metrics
+    assert "rillet_tokens_total" in metrics
+    for name, text in {"stdout": done.stdout, "stderr": done.stderr, "metrics": metrics, **written}.items():
         assert FAKE_KEY not in text, name
         assert FAKE_KEY[-16:] not in text, name
