@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pipeline.bench import cli as bench_cli
 from pipeline.errors import ConfigError, InputError, RilletError
 from pipeline.jobs import cli as jobs_cli
+from pipeline.scale import cli as scale_cli
+from pipeline.serve import cli as serve_cli
 from pipeline.simulator import cli as simulator_cli
 
 USAGE_ERROR = 2
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     jobs_cli.register(commands)
     bench_cli.register(commands)
+    serve_cli.register(commands)
+    scale_cli.register(commands)
     simulator_cli.register(commands)
     return parser
 

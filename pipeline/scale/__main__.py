@@ -1,4 +1,4 @@
-"""``python -m pipeline.scale submit|worker|jobs ...``: the scale-out commands before ``rillet`` wires them."""
+"""``python -m pipeline.scale submit|worker|jobs``: the scale-out commands until ``rillet`` wires them."""
 
 from __future__ import annotations
 

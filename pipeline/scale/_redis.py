@@ -189,7 +189,7 @@ class RedisJobQueue:
         return [_lease(entry, reclaimed=True) for entry in entries if entry.field_values]
 
     async def renew(self, consumer: str, lease: Lease) -> bool:
-        owned = await self._renew(keys=[self.keys.jobs], args=[GROUP, consumer, lease.entry])
+        owned: Any = await self._renew(keys=[self.keys.jobs], args=[GROUP, consumer, lease.entry])
         return bool(owned)
 
     async def ack(self, lease: Lease) -> None:
@@ -201,15 +201,6 @@ class RedisJobQueue:
     async def dead_letter(self, lease: Lease, reason: str) -> None:
         await self.redis.xadd(self.keys.dead, {"job": lease.job_id, "reason": reason, "at": str(time.time())})
         await self.ack(lease)
-
-    async def forget_idle_consumers(self, idle_s: float) -> int:
-        """Removes consumers that own nothing and were last seen ``idle_s`` ago (dead workers)."""
-        removed = 0
-        for info in await self.redis.xinfo_consumers(self.keys.jobs, GROUP):
-            if int(info[b"pending"]) == 0 and int(info[b"idle"]) > idle_s * 1000:
-                await self.redis.xgroup_delconsumer(self.keys.jobs, GROUP, info[b"name"])
-                removed += 1
-        return removed
 
 
 def _lease(entry: Any, *, reclaimed: bool) -> Lease:
@@ -229,7 +220,7 @@ class RedisEventLog:
         self._release = redis.register_script(_RELEASE)
 
     async def take(self, job_id: str, consumer: str) -> Take:
-        reply = await self._take(keys=[self.keys.job(job_id)], args=[consumer, str(time.time())])
+        reply: Any = await self._take(keys=[self.keys.job(job_id)], args=[consumer, str(time.time())])
         status = _text(reply[0])
         if status != "running":
             return Take(0, 0, {}, 0, status)
@@ -245,7 +236,7 @@ class RedisEventLog:
         ]
         for entry in entries:
             args += [str(entry.seq), entry.frame.event, entry.frame.data]
-        reply = await self._append(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
+        reply: Any = await self._append(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
         _check(reply, job_id, epoch, self.config.byte_cap)
 
     async def finish(
@@ -255,11 +246,11 @@ class RedisEventLog:
         args.append(str(self.config.ttl_finished))
         for key, value in {**fields, "finished": str(time.time())}.items():
             args += [key, value]
-        reply = await self._finish(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
+        reply: Any = await self._finish(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args)
         _check(reply, job_id, epoch, self.config.byte_cap)
 
     async def release(self, job_id: str, epoch: int, reason: str) -> None:
-        reply = await self._release(keys=[self.keys.job(job_id)], args=[str(epoch), reason])
+        reply: Any = await self._release(keys=[self.keys.job(job_id)], args=[str(epoch), reason])
         _check(reply, job_id, epoch, self.config.byte_cap)
 
     async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]:

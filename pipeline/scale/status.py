@@ -32,7 +32,8 @@ async def overview(redis: coredis.Redis[bytes], events: RedisEventLog, limit: in
     lines = []
     try:
         pending = await redis.xpending(keys.jobs, GROUP)
-        lines.append(f"queue: {await redis.xlen(keys.jobs)} entries, {pending.pending} leased")
+        leased = getattr(pending, "pending", 0)
+        lines.append(f"queue: {await redis.xlen(keys.jobs)} entries, {leased} leased")
     except coredis.exceptions.ResponseError:
         lines.append("queue: empty (no worker has started yet)")
     lines.append(f"dead letters: {await redis.xlen(keys.dead)}")

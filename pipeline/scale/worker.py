@@ -17,6 +17,7 @@ jobs whose lease lapsed (their worker died or stalled, ``XAUTOCLAIM``), then new
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -60,7 +61,7 @@ class WorkerSettings:
     consumer: str = dataclasses.field(default_factory=consumer_name)
     out_dir: Path | None = None
     """Where each finished report is written, as ``<job id>.md``."""
-    resume: ResumeSettings = ResumeSettings()
+    resume: ResumeSettings = dataclasses.field(default_factory=ResumeSettings)
 
 
 class Worker:
@@ -102,12 +103,14 @@ class Worker:
             free = concurrency - self.running
             leases: list[Lease] = []
             if anyio.current_time() >= next_reclaim:
-                leases += await persist(lambda: self.queue.reclaim(consumer, lease_s, free), "reclaim")
+                leases += await persist(
+                    functools.partial(self.queue.reclaim, consumer, lease_s, free), "reclaim"
+                )
                 next_reclaim = anyio.current_time() + every
             if len(leases) < free:
                 wait = 0.0 if leases else every
                 more = free - len(leases)
-                leases += await persist(lambda: self.queue.lease(consumer, more, wait), "lease")
+                leases += await persist(functools.partial(self.queue.lease, consumer, more, wait), "lease")
             for lease in leases:
                 self.running += 1
                 self.metrics.running.inc()
@@ -136,7 +139,8 @@ class Worker:
             self.metrics.reclaims.inc()
         if take.attempts > self.redis.max_attempts:
             status = await persist(lambda: self.events.status(job_id), "status")
-            reason = f"taken {take.attempts - 1} times without finishing; last error: {status.get('error') or 'the worker died'}"
+            last = status.get("error") or "the worker died"
+            reason = f"taken {take.attempts - 1} times without finishing; last error: {last}"
             await self._dead(lease, take, reason, None)
             return
         entries = await persist(lambda: self.events.range(job_id), "range")

@@ -33,7 +33,7 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-
+"""URL path → (file in ``static/``, media type): the page, its script and stylesheet; no build step."""
 
 EVENTS_PATH = re.compile(r"/api/streams/([^/]+)/events")
 
@@ -87,13 +87,14 @@ def one_line(error: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _static(name: str, media_type: str) -> Route:
-    body = (resources.files("pipeline.serve") / "static" / STATIC[name][0]).read_bytes()
+def _static(path: str, file: str, media_type: str) -> Route:
+    """Read once; ``no-cache`` so that a new version is picked up at the next load."""
+    body = (resources.files("pipeline.serve") / "static" / file).read_bytes()
 
     async def endpoint(request: Request) -> Response:
         return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
 
-    return Route(name, endpoint, methods=["GET"])
+    return Route(path, endpoint, methods=["GET"])
 
 
 async def _no_icon(request: Request) -> Response:
@@ -125,8 +126,8 @@ class Api:
         except Busy as exc:
             return refusal(429, str(exc))
         status_url = f"/api/streams/{entry.stream_id}"
-        body = {"id": entry.stream_id, "events_url": f"{status_url}/events", "status_url": status_url}
-        return JSONResponse(body, status_code=201, headers={"location": status_url})
+        created = {"id": entry.stream_id, "events_url": f"{status_url}/events", "status_url": status_url}
+        return JSONResponse(created, status_code=201, headers={"location": status_url})
 
     async def status(self, request: Request) -> Response:
         entry = self._entry(request)
@@ -216,7 +217,7 @@ class _Dispatch:
 def create_app(registry: StreamRegistry, settings: ServeSettings) -> ASGIApp:
     """The whole app, behind the :class:`~pipeline.serve._security.Guard`."""
     api = Api(registry, settings)
-    routes = [_static(path, media_type) for path, (_, media_type) in STATIC.items()]
+    routes = [_static(path, file, media_type) for path, (file, media_type) in STATIC.items()]
     routes += [
         Route("/favicon.ico", _no_icon, methods=["GET"]),
         Route("/api/streams", api.create, methods=["POST"]),

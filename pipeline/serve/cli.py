@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 
+from pipeline.app.build import build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig, load_config
@@ -74,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         model=config.request.model,
         max_tokens=config.request.max_tokens,
     )
-    stages = [stage.factory() for stage in config.stages]
-    return anyio.run(lambda: serve_until_stopped(settings, config, stages=stages))
+    return anyio.run(lambda: serve_until_stopped(settings, config, stages=build_stages(config)))
 
 
 async def serve_until_stopped(

@@ -143,14 +143,17 @@ class Workers:
     def start(self, *options: str) -> tuple[int, str]:
         """A new worker's pid and consumer name, once it is ready."""
         zygote = self._zygote
-        assert zygote.stdin is not None and zygote.stdout is not None and zygote.stderr is not None
+        assert zygote.stdin is not None
+        assert zygote.stdout is not None
+        assert zygote.stderr is not None
         zygote.stdin.write(" ".join(["worker", str(self.config), *options]) + "\n")
         zygote.stdin.flush()
         pid = int(zygote.stdout.readline())
         self.pids.append(pid)
         while True:
             line = zygote.stderr.readline()
-            assert line, "the worker zygote died"
+            if not line:
+                raise AssertionError("the worker zygote died")
             if line.endswith("slots)\n") and "ready" in line:
                 return pid, line.split()[2].rstrip(":")
 
@@ -186,10 +189,10 @@ def report_request(index: int, max_tokens: int = 4000) -> dict[str, Any]:
 
 
 async def wait_progress(
-    events: RedisEventLog, job_ids: Sequence[str], owner: str, chars: int, timeout: float
+    events: RedisEventLog, job_ids: Sequence[str], owner: str, chars: int, within: float
 ) -> int:
-    """Waits until a running job of ``owner`` has persisted ``chars``; returns how many it runs (0: gave up)."""
-    with anyio.move_on_after(timeout):
+    """Waits until a job ``owner`` runs has persisted ``chars``; returns how many it runs (0: gave up)."""
+    with anyio.move_on_after(within):
         while True:
             states = [await events.status(job) for job in job_ids]
             mine = [s for s in states if s.get("owner") == owner and s.get("status") == "running"]
@@ -200,10 +203,10 @@ async def wait_progress(
 
 
 async def wait_finished(
-    events: RedisEventLog, job_ids: Sequence[str], timeout: float
+    events: RedisEventLog, job_ids: Sequence[str], within: float
 ) -> dict[str, dict[str, str]]:
     """Polls until every job is done or dead; returns their status hashes."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         while True:
             states = {job: await events.status(job) for job in job_ids}
             if all(state.get("status") in ("done", "dead") for state in states.values()):

@@ -43,22 +43,23 @@ async def test_a_stalled_worker_that_wakes_up_is_fenced(
     workers = Workers(config, base_url)
     try:
         first, name = workers.start("--concurrency", "1")
-        assert await wait_progress(events, [job], name, 400, timeout=10)
+        assert await wait_progress(events, [job], name, 400, within=10)
         workers.signal(first, signal.SIGSTOP)
         _, second = workers.start("--concurrency", "1")
         with anyio.fail_after(10):
-            while (await events.status(job)).get("owner") != second:
+            while (await events.status(job)).get("owner") != second:  # noqa: ASYNC110 (another process)
                 await anyio.sleep(0.05)
-        assert await wait_progress(events, [job], second, 1, timeout=10)
+        assert await wait_progress(events, [job], second, 1, within=10)
         woke_ns = time.perf_counter_ns()
         workers.signal(first, signal.SIGCONT)
-        states = await wait_finished(events, [job], timeout=30)
+        states = await wait_finished(events, [job], within=30)
     finally:
         workers.close()
     assert states[job]["status"] == "done"
     check = await check_job(events, job, request, SIM)
     assert check.text == check.reference
-    assert check.ends == 1 and check.ids_increasing
+    assert check.ends == 1
+    assert check.ids_increasing
     entries = await events.range(job)
     takeover = min(entry.seq for entry in entries if entry.epoch == 2)
     assert all(entry.seq < takeover for entry in entries if entry.epoch == 1)
@@ -68,5 +69,6 @@ async def test_a_stalled_worker_that_wakes_up_is_fenced(
         if entry.frame.event == "rillet.headers"
     )
     truth = (await simulator_truths(base_url))[first_request]
-    assert truth["disconnected"] and not truth["completed"]
+    assert truth["disconnected"]
+    assert not truth["completed"]
     assert (truth["finished_ns"] - woke_ns) / 1e9 < 2.0

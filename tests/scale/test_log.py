@@ -36,7 +36,7 @@ async def test_a_takeover_fences_the_old_epoch_and_ids_keep_increasing(
 
 
 async def test_a_retried_append_is_not_written_twice(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
-    """The same batch sent again (a lost reply) leaves one copy; an overlapping batch adds only the new ids."""
+    """A batch sent again (its reply lost) leaves one copy; an overlapping one adds only the new ids."""
     queue, log = scale
     job = await submitted(queue)
     take = await log.take(job, "w1")
@@ -82,7 +82,8 @@ async def test_renewal_is_fenced_once_another_consumer_reclaimed(
     [lease] = await queue.lease("w1", 5, 0)
     assert await queue.renew("w1", lease)
     [taken] = await queue.reclaim("w2", 0, 5)
-    assert taken.entry == lease.entry and taken.reclaimed
+    assert taken.entry == lease.entry
+    assert taken.reclaimed
     assert not await queue.renew("w1", lease)
     assert await queue.renew("w2", taken)
 
@@ -107,7 +108,8 @@ async def test_requeue_and_dead_letter_leave_no_pending_entry(
     [lease] = await queue.lease("w1", 1, 0)
     await queue.requeue(lease)
     [again] = await queue.lease("w2", 1, 0)
-    assert again.job_id == job and again.entry != lease.entry
+    assert again.job_id == job
+    assert again.entry != lease.entry
     await queue.dead_letter(again, "poison")
     dead = await log.redis.xrange(queue.keys.dead)
     assert [(e.field_values[b"job"], e.field_values[b"reason"]) for e in dead] == [(job.encode(), b"poison")]

@@ -56,7 +56,7 @@ async def test_twenty_kills_lose_and_duplicate_nothing(
         while kills < 20:
             alive.append(workers.start("--concurrency", "4"))
             pid, name = alive.pop(0)
-            if await wait_progress(events, list(jobs), name, rng.randint(0, 2500), timeout=5):
+            if await wait_progress(events, list(jobs), name, rng.randint(0, 2500), within=5):
                 kills += 1
             workers.signal(pid, signal.SIGKILL)
             if sum(state.get("status") != "done" for state in [await events.status(j) for j in jobs]) < 8:
@@ -64,7 +64,7 @@ async def test_twenty_kills_lose_and_duplicate_nothing(
                     await queue.submit(report_request(len(jobs) + i)): report_request(len(jobs) + i)
                     for i in range(4)
                 }
-        states = await wait_finished(events, list(jobs), timeout=60)
+        states = await wait_finished(events, list(jobs), within=60)
     finally:
         workers.close()
     takeovers = sum(int(state["epoch"]) - 1 for state in states.values())

@@ -109,6 +109,21 @@ async def test_markup_arrives_as_text_and_renders_inert() -> None:
         assert "&lt;script&gt;" in state["html"]
 
 
+async def test_a_resumed_stream_never_restarts_the_message_in_the_browser() -> None:
+    """The API connection drops and the source resumes: one ``message_start``, the text whole and once."""
+    async with serving() as served, served.http() as http:
+        stream_id = await start(http, max_tokens=400, simulator={"drop_after": 30})
+        reading = await read_events(http, stream_id)
+        names = [event.type for event in reading.events]
+        assert names.count("rillet.attempt") == 2
+        assert names.count("message_start") == 1
+        assert names.count("rillet.message_start") == 1
+        assert names.count("content_block_start") == 1
+        state = await status(http, stream_id)
+        assert state["outcome"] == "completed"
+        assert reading.text() == state["text"]
+
+
 async def test_status_reports_outcome_usage_cost_and_text() -> None:
     """``GET /api/streams/{id}`` has what the page's status line shows, and the text so far."""
     async with serving() as served, served.http() as http:

@@ -221,13 +221,19 @@
     }
     if (Object.keys(simulator).length) body.simulator = simulator;
     startButton.disabled = true;
-    const response = await fetch("/api/streams", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const answer = await response.json();
-    if (!response.ok) {
+    let response;
+    let answer;
+    try {
+      response = await fetch("/api/streams", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      answer = await response.json();
+    } catch (error) {
+      answer = { error: `the server cannot be reached (${error.message})` };
+    }
+    if (!response || !response.ok) {
       statusLine.textContent = `Could not start: ${answer.error}`;
       startButton.disabled = false;
       return;
@@ -241,7 +247,13 @@
     stopButton.disabled = true;
     view.note = "stopping…";
     showStatus();
-    await fetch(`/api/streams/${encodeURIComponent(view.id)}/cancel`, { method: "POST" });
+    try {
+      await fetch(`/api/streams/${encodeURIComponent(view.id)}/cancel`, { method: "POST" });
+    } catch (error) {
+      view.note = `could not stop: ${error.message}`;
+      stopButton.disabled = false;
+      showStatus();
+    }
   }
 
   async function reattach(id) {
