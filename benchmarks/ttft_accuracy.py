@@ -49,6 +49,8 @@ def describe(r: dict[str, Any]) -> str:
         f"ttft_error_ms p50={r['median_ttft_error_ms']:.2f} p99={r['p99_ttft_error_ms']:.2f} "
         f"(send p50={r['median_ttft_error_send_ms']:.2f} p99={r['p99_ttft_error_send_ms']:.2f}; "
         f"receive p50={r['median_ttft_error_receive_ms']:.2f} p99={r['p99_ttft_error_receive_ms']:.2f}) "
+        f"· SDK request build (not in TTFT) p50={r['median_request_build_ms']:.2f} "
+        f"p99={r['p99_request_build_ms']:.2f}; ttft_from_call p50={r['median_ttft_from_call_ms']:.2f} "
         f"· {r['completed']} requests, server peak concurrency {r['server_max_concurrent_requests']}, "
         f"lost deltas {r['lost_deltas']}, loop lag p99={r['p99_loop_lag_ms']:.2f} ms, "
         f"client RSS {r['client_peak_rss_bytes'] / 2**20:.0f} MiB"

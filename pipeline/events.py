@@ -48,11 +48,16 @@ class AttemptStarted:
 
 @dataclass(frozen=True, slots=True)
 class ResponseHeaders:
-    """The attempt's response headers arrived: the first moment the server answered."""
+    """The attempt's response headers arrived: the first moment the server answered.
+
+    ``sent_ns`` is when the SDK handed this attempt's request, built, to the transport
+    (``perf_counter_ns``; None when the client does not stamp it, see :mod:`pipeline.client`).
+    """
 
     attempt: int
     request_id: str | None
     status_code: int
+    sent_ns: int | None = None
     type: Literal["rillet.headers"] = "rillet.headers"
 
 

@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pipeline._failure import INCOMPLETE, Failure, classify, describe, error_type_of, stalled
 from pipeline._stitch import Stitcher
 from pipeline.backoff import Retries
+from pipeline.client import sent_ns
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.resume import PREFILL_SUPPORT, Plan, PrefillSupport, ResumeSettings, plan_resume
@@ -138,7 +139,9 @@ class Source:
         stream = await self._client.messages.create(**request, stream=True)
         response = stream.response
         received = time.perf_counter_ns()
-        headers = ResponseHeaders(self.attempts, response.headers.get("request-id"), response.status_code)
+        headers = ResponseHeaders(
+            self.attempts, response.headers.get("request-id"), response.status_code, sent_ns(response)
+        )
         await self._send(send, headers, received)
         feed = stitcher.feed
         async with stream:

@@ -2,8 +2,8 @@
 
 Timings come from :class:`~pipeline.stages.latency.LatencyStage` and cost from
 :class:`~pipeline.stages.cost.CostStage`; :class:`RecordStage` only notes what they do not keep
-(each attempt's request id and status, and when the first attempt was sent), reading items,
-never re-timing them.
+(each attempt's request id and status, and when the first attempt was begun and handed to the
+transport), reading items, never re-timing them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from pipeline.stages import StreamContext
 
 
 class RecordStage:
-    """Notes each attempt's request id and the first attempt's send time; passes every item on."""
+    """Notes each attempt's request id and the first attempt's send times; passes every item on."""
 
     def __init__(self, ctx: StreamContext) -> None:
         self.request_ids: list[str] = []
         self.statuses: list[int] = []
         self.sent_ns: int | None = None
+        self.transport_ns: int | None = None
 
     def process(self, item: Item) -> Sequence[Item]:
         event = item.event
@@ -32,6 +33,8 @@ class RecordStage:
             self.statuses.append(event.status_code)
             if event.request_id:
                 self.request_ids.append(event.request_id)
+            if event.attempt == 1:
+                self.transport_ns = event.sent_ns
         elif isinstance(event, AttemptStarted) and self.sent_ns is None:
             self.sent_ns = item.received_ns
         return (item,)
@@ -44,9 +47,11 @@ class RecordStage:
 class RequestRecord:
     """Everything the results need about one request; times in seconds unless named ``_ns``.
 
-    ``start_ns`` is the latency clock's zero (``StreamContext.started_ns``); ``scheduled_ns`` is
-    when an open loop meant to send it, ``released_ns`` when the sender actually woke for it and
-    ``slot_ns`` when it got a concurrency slot. All ``_ns`` are ``time.perf_counter_ns()``, one
+    ``start_ns`` is when the stream started (``StreamContext.started_ns``), ``sent_ns`` when its
+    first attempt called the SDK and ``transport_ns`` when the SDK handed that request to the
+    transport: the latency clock's zero. ``scheduled_ns`` is when an open loop meant to send it,
+    ``released_ns`` when the sender actually woke for it and ``slot_ns`` when it got a
+    concurrency slot. All ``_ns`` are ``time.perf_counter_ns()``, one
     clock for every process on the machine, so several workers' records merge.
     """
 
@@ -64,6 +69,7 @@ class RequestRecord:
     slot_ns: int
     scheduled_ns: int | None = None
     sent_ns: int | None = None
+    transport_ns: int | None = None
     to_headers: float | None = None
     to_message_start: float | None = None
     ttft: float | None = None
@@ -98,11 +104,30 @@ class RequestRecord:
         return (self.slot_ns - self.released_ns) / 1e9
 
     @property
+    def request_build(self) -> float | None:
+        """The SDK building the request (SDK call → transport): client time kept out of TTFT."""
+        if self.sent_ns is None or self.transport_ns is None:
+            return None
+        return (self.transport_ns - self.sent_ns) / 1e9
+
+    @property
+    def ttft_from_call(self) -> float | None:
+        """TTFT with the clock started just before the SDK call, request building included."""
+        build = self.request_build
+        return None if self.ttft is None or build is None else self.ttft + build
+
+    @property
     def total_input_tokens(self) -> int:
         return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "schedule_lag": self.schedule_lag, "slot_wait": self.slot_wait}
+        return {
+            **asdict(self),
+            "schedule_lag": self.schedule_lag,
+            "slot_wait": self.slot_wait,
+            "request_build": self.request_build,
+            "ttft_from_call": self.ttft_from_call,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:
@@ -159,6 +184,7 @@ def build_record(
         slot_ns=slot_ns,
         scheduled_ns=scheduled_ns,
         sent_ns=stage.sent_ns,
+        transport_ns=stage.transport_ns,
     )
     if latency is not None:
         record.to_headers = latency.to_headers

@@ -117,7 +117,7 @@ def _timings(done: Sequence[RequestRecord], percentiles: Sequence[float]) -> dic
     out |= Summary.of(_values(done, "tpot"), percentiles).keys("tpot")
     out |= Summary.of((gap for r in done for gap in r.itl), percentiles).keys("itl")
     out |= Summary.of(_values(done, "e2e"), percentiles).keys("e2el")
-    for name in ("ttft_text", "ttft_thinking", "to_headers", "to_message_start"):
+    for name in ("ttft_text", "ttft_thinking", "ttft_from_call", "to_headers", "to_message_start"):
         values = _values(done, name)
         out |= Summary.of(values, percentiles).keys(name)
         out[f"count_{name}"] = len(values)
@@ -155,6 +155,7 @@ def _client(
     out |= Summary.of((r.slot_wait for r in records), percentiles).keys("slot_wait")
     dispatch = [(r.sent_ns - r.start_ns) / 1e9 for r in records if r.sent_ns is not None]
     out |= Summary.of(dispatch, percentiles).keys("dispatch")
+    out |= Summary.of(_values(records, "request_build"), percentiles).keys("request_build")
     return out
 
 

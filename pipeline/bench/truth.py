@@ -3,9 +3,10 @@
 The simulator stamps each event with ``time.perf_counter_ns()`` just before writing it; on Linux
 that clock is ``CLOCK_MONOTONIC``, shared by every process on the machine, so the client's and
 the server's stamps compare directly. A request's measurement error is client TTFT − server TTFT
-(server: request received → first ``content_block_delta`` written): what the client adds by
-building and sending the request (``send``: clock start → server receipt, the SDK's request
-building is most of it) and by reading, parsing and stamping the response (``receive``).
+(server: the request's first bytes arrived → first ``content_block_delta`` written): what the
+client adds by sending the request (``send``: clock start, the request handed to the transport →
+its first bytes at the server: connection checkout, the write, loopback, the server's socket
+read) and by reading, parsing and stamping the response (``receive``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def apply_truth(record: RequestRecord, truth: dict[str, Any]) -> None:
     received = int(truth["received_ns"])
     record.server_ttft = (first - received) / 1e9
     record.ttft_error = record.ttft - record.server_ttft
-    record.ttft_error_send = (received - record.start_ns) / 1e9
+    zero = record.transport_ns or record.sent_ns or record.start_ns
+    record.ttft_error_send = (received - zero) / 1e9
     record.ttft_error_receive = record.ttft_error - record.ttft_error_send
 
 

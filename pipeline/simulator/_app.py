@@ -202,6 +202,16 @@ def _fault_error(fault: Fault, settings: SimulatorSettings) -> ApiError:
     return ApiError(529, "overloaded_error", "Overloaded")
 
 
+RECEIVED_NS = "rillet.received_ns"
+"""ASGI scope extension ``{"ns": int}``: when the request's first bytes arrived (see ``_server``)."""
+
+
+def received_at(scope: Scope) -> int:
+    """When the request arrived: its first bytes if the server stamped them, else now."""
+    stamp = scope.get("extensions", {}).get(RECEIVED_NS)
+    return int(stamp["ns"]) if stamp else time.perf_counter_ns()
+
+
 class MessagesEndpoint:
     """``POST /v1/messages``: a raw ASGI app, since it must control every byte and the disconnect."""
 
@@ -209,7 +219,7 @@ class MessagesEndpoint:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received_ns = time.perf_counter_ns()
+        received_ns = received_at(scope)
         t0 = anyio.current_time()
         state = self.state
         settings = state.settings

@@ -11,11 +11,33 @@ import socket
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
+import time
+
 import anyio
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ._app import SimState, create_app
+from ._app import RECEIVED_NS, SimState, create_app
 from ._settings import SimulatorSettings
+
+
+class _StampedProtocol(HttpToolsProtocol):
+    """Stamps each request with the arrival of its first bytes, before parsing or scheduling.
+
+    The handler starts a loop turn or more later (tens of microseconds idle, milliseconds when the
+    server is busy); that wait is the server's, so its TTFT (the ground truth) must include it.
+    The stamp reaches the app in the ASGI scope's extensions (:data:`RECEIVED_NS`).
+    """
+
+    _arrived_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self._arrived_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {RECEIVED_NS: {"ns": self._arrived_ns}}
 
 
 class _Server(uvicorn.Server):
@@ -85,6 +107,7 @@ async def open_simulator(
         log_level="warning",
         access_log=False,
         lifespan="off",
+        http=_StampedProtocol,
         backlog=4096,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,

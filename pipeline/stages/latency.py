@@ -1,8 +1,12 @@
 """Latency meter: a stream's timings from the receive stamps the source put on each item.
 
-Definitions follow ``reference/metrics.md``; every figure is in seconds from the first attempt's
-``AttemptStarted`` stamp, taken just before its request was sent (``ctx.started_ns`` for streams
-without one), so the runner's own start-up never counts as the server's time:
+Definitions follow ``reference/metrics.md``; every figure is in seconds from the moment the first
+attempt's request, built, was handed to the transport (``ResponseHeaders.sent_ns``, stamped by the
+client of :mod:`pipeline.client`). Neither the runner's start-up nor the SDK's request building
+(about a millisecond of client CPU, more when the loop is busy) counts as the server's time; the
+transport's connection set-up and the write do. Without that stamp (a client built elsewhere, or
+an attempt that never got headers) the zero is the first attempt's ``AttemptStarted`` stamp, just
+before the SDK call, and failing that ``ctx.started_ns``:
 
 - time to headers, to ``message_start``, to the first delta (headline TTFT), to the first text
   delta and to the first thinking delta. A delta counts when it carries content: an empty
@@ -77,9 +81,11 @@ class LatencyStage:
         elif kind == "message_start" and item.attempt == 1:
             return self._first(item, "message_start", None)
         elif kind == "rillet.headers" and item.attempt == 1 and self._headers is None:
+            if event.sent_ns is not None:
+                self._start = event.sent_ns
             self._headers = self._seconds(now)
         elif kind == "rillet.attempt" and item.attempt == 1:
-            self._start = now  # the moment before the first request was sent: the clock's true zero
+            self._start = now  # until the headers tell when the request reached the transport
         return (item,)
 
     def finish(self) -> Sequence[Item]:
