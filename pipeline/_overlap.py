@@ -23,7 +23,7 @@ A *continue* turn's answer often restates the end of the partial first. Both sid
    alternative would cut real words such as ``aardvark``;
 2. just after an occurrence, in the held head, of the sent text's last 48 (then 32) folded chars,
    provided the head before it is explained: it agrees with the sent text backwards from there
-   up to at most 200 unexplained chars (a preamble). This finds a restated passage after a
+   up to at most 100 unexplained chars (a preamble). This finds a restated passage after a
    preamble (``Sure, continuing: …the p99 dropped after the conf`` + ``iguration…``) and a full
    restart, but not the same 32-char phrase recurring further on, which templated prose does;
 3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
@@ -42,8 +42,10 @@ ANCHORS = (48, 32)
 MIN_OVERLAP = 16
 """A suffix/prefix overlap this long is a restatement whatever the word boundaries."""
 
-PREAMBLE_CHARS = 200
-"""Head chars before an anchor that need not agree with the sent text (a preamble)."""
+PREAMBLE_CHARS = 100
+"""Head chars before an anchor that need not agree with the sent text (a preamble: "Sure, continuing
+from where I left off:" is 40). Seamless prose that happens to repeat a 32-char phrase two sentences
+on must not pass for one: at 200, a 185-char stretch of new text was cut as a "preamble"."""
 
 HOLD_CHARS = 1500
 """How much of a continue turn's answer is held back before the cut is decided."""

@@ -8,6 +8,7 @@ carry a seeded 2 to 6 tokens each (1 to 3 for a block's first), like the real AP
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 
 from . import _wire as wire
@@ -31,6 +32,26 @@ def _json_chunks(payload: str, rng: random.Random) -> Iterator[str]:
         i += step
 
 
+def _breaks_end_paragraphs(groups: Iterator[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+    """Ends a delta at every line break, as real deltas often end a paragraph with its break
+    (``"…river.\n\n"``): a drop right after one tests a resume's whitespace handling. Token counts
+    are unchanged, since a token's whitespace is counted with the token it leads."""
+    held = ""
+    for piece, _ in groups:
+        for part in _AFTER_BREAK.split(piece):
+            if held and not part.strip():
+                held += part
+                continue
+            if held:
+                yield held, count_tokens(held)
+            held = part
+    if held:
+        yield held, count_tokens(held)
+
+
+_AFTER_BREAK = re.compile(r"(?<=\n)(?=[^\n])")
+
+
 def _block_events(index: int, block: Block, rng: random.Random) -> Iterator[Event]:
     if block.type == "tool_use":
         prefix = wire.delta_prefix(index, "tool_use")
@@ -39,7 +60,7 @@ def _block_events(index: int, block: Block, rng: random.Random) -> Iterator[Even
             yield "content_block_delta", wire.delta(prefix, chunk), max(1, count_tokens(chunk)), True
         return
     prefix = wire.delta_prefix(index, block.type)
-    for piece, n in iter_token_groups(block.text, _sizes(rng)):
+    for piece, n in _breaks_end_paragraphs(iter_token_groups(block.text, _sizes(rng))):
         yield "content_block_delta", wire.delta(prefix, piece), n, True
     if block.type == "thinking":
         yield "content_block_delta", wire.delta(prefix, ""), 0, False

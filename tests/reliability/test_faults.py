@@ -7,6 +7,7 @@ output of a resumed text is paid only once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -20,7 +21,8 @@ from pipeline.events import AttemptStarted, Item, ToolInputError
 from pipeline.fanout import FanOut
 from pipeline.resume import PrefillSupport, ResumeSettings
 from pipeline.runner import StreamRun
-from pipeline.simulator import Simulator, count_tokens
+from pipeline.simulator import Simulator, count_tokens, reference_plan
+from pipeline.simulator._events import iter_events
 from pipeline.sink import SinkSpec
 from pipeline.source import Source
 
@@ -84,9 +86,23 @@ async def test_drops_at_seeded_offsets(client: AsyncAnthropic, model: str, tmp_p
 @pytest.mark.anyio
 @pytest.mark.parametrize("model", MODELS)
 async def test_two_hundred_offsets(client: AsyncAnthropic, model: str, tmp_path: Path) -> None:
-    """The issue's sweep: 200 more seeded offsets per model (about 5 s each)."""
-    for run in await sweep(client, drops(model, 200, seed=2), tmp_path):
+    """The issue's sweep: 200 more seeded offsets per model, some right after a whitespace delta."""
+    runs = await sweep(client, drops(model, 200, seed=2), tmp_path)
+    for run in runs:
         assert_exact(run)
+    cut_after_whitespace = [run for run in runs if sent_before_drop(run.case).endswith(("\n", " "))]
+    assert len(cut_after_whitespace) >= 5, "the sweep must cover drops right after a whitespace delta"
+
+
+def sent_before_drop(case: Case) -> str:
+    """The text of the last complete event the simulator sent before cutting ``case``'s stream."""
+    assert case.drop_after is not None
+    if case.drop_after == 0:
+        return ""
+    events = iter_events(reference_plan(case.body()), "msg", case.model)
+    _, wire, _, _ = next(itertools.islice(events, case.drop_after - 1, None), ("", b"", 0, False))
+    data = json.loads(wire.partition(b"data: ")[2] or b"{}")
+    return str(data.get("delta", {}).get("text", ""))
 
 
 @pytest.mark.anyio

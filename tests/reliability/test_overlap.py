@@ -152,3 +152,14 @@ def test_prefill_join_is_exact(full: str, data: st.DataObject) -> None:
         pending, piece = drop_repeated(pending, rest[start:end])
         out.append(piece)
     assert sent + "".join(out) == full
+
+
+def test_a_phrase_recurring_two_sentences_on_is_not_a_restatement() -> None:
+    """Seamless prose repeating the tail's phrase 185 chars later is kept whole (found by the fault sweep)."""
+    sent = "(roughly 400 of them) reorganised the mountain pass. Records on the northern shore suggest that"
+    head = (
+        " the overlooked ledgers partly protected the warehouses. At the same time, the letters and the"
+        " pilgrims redirected the textile mill together.\n\nRecords on the northern shore suggest that the"
+        " uneven pilgrims briefly challenged the schools."
+    )
+    assert continued(sent, head) == head

@@ -8,8 +8,7 @@ import anthropic
 import httpx2
 import pytest
 from anthropic import AsyncAnthropic
-from conftest import collapse, fixture_events, key_paths, parse_sse
-from sim_helpers import body, raw_stream
+from sim_helpers import body, collapse, fixture_events, key_paths, parse_sse, raw_stream
 
 from pipeline.simulator import SCENARIO_NAMES, SimulatorSettings, count_tokens, reference_text
 from pipeline.simulator._server import Simulator
