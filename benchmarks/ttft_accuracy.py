@@ -3,8 +3,9 @@
 Starts ``python -m pipeline.simulator`` in its own process (so the server never competes with the
 client for its event loop) with a fixed TTFT, runs ``rillet bench`` against it in this process
 with the truth check on, and prints ``ttft_error_ms p50=X p99=Y`` per concurrency, with the split
-into the send side (clock start → server receipt: the SDK building the request, loopback, and the
-server accepting it) and the receive side (server write → source stamp: read, SSE parse, pydantic).
+into the send side (clock zero, the request handed to the transport → its first bytes read by the
+server) and the receive side (server write → the client's stamp of the chunk that completed the
+first delta), and the SDK's request building kept out of TTFT (``ttft_from_call`` adds it back).
 Both processes stamp with ``perf_counter_ns`` (CLOCK_MONOTONIC, one clock machine-wide).
 
     /work/venv/bin/python benchmarks/ttft_accuracy.py [--ttft-ms 200] [--concurrency 1,256]

@@ -1,12 +1,13 @@
 """The source: the SDK's raw event stream, stamped on arrival, into a bounded channel.
 
-Receive times are taken with ``time.perf_counter_ns()`` the moment the SDK yields an event, before
-any queue, so a slow stage or sink never distorts latency figures. The source owns every HTTP
-attempt of a logical stream (the SDK's own retries are off, ``max_retries=0``): each is announced
-by an :class:`~pipeline.events.AttemptStarted` item and answered by a
-:class:`~pipeline.events.ResponseHeaders` item. A 429, 529 or 5xx is retried after a backoff
-that honours ``retry-after``; a drop, a stall or an in-stream error is resumed
-(:mod:`pipeline.resume`) and the continuation stitched into the same logical stream
+Receive times are ``time.perf_counter_ns()`` of when the bytes completing an event came off the
+transport (stamped by the client of :mod:`pipeline.client`; for another client, the moment the
+SDK yields the event), before any queue, so neither parsing nor a slow stage or sink distorts
+latency figures. The source owns every HTTP attempt of a logical stream (the SDK's own retries
+are off, ``max_retries=0``): each is announced by an :class:`~pipeline.events.AttemptStarted`
+item and answered by a :class:`~pipeline.events.ResponseHeaders` item. A 429, 529 or 5xx is
+retried after a backoff that honours ``retry-after``; a drop, a stall or an in-stream error is
+resumed (:mod:`pipeline.resume`) and the continuation stitched into the same logical stream
 (:mod:`pipeline._stitch`); anything else fails at once with a one-line :class:`SourceError`.
 """
 
@@ -26,7 +27,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pipeline._failure import INCOMPLETE, Failure, classify, describe, error_type_of, stalled
 from pipeline._stitch import Stitcher
 from pipeline.backoff import Retries
-from pipeline.client import sent_ns
+from pipeline.client import arrival, sent_ns
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.resume import PREFILL_SUPPORT, Plan, PrefillSupport, ResumeSettings, plan_resume
@@ -144,9 +145,11 @@ class Source:
         )
         await self._send(send, headers, received)
         feed = stitcher.feed
+        stamp = arrival(response)
         async with stream:
             async for event in stream:
-                received = time.perf_counter_ns()
+                # When the bytes that completed the event arrived, before the SDK parsed them.
+                received = stamp.ns if stamp is not None else time.perf_counter_ns()
                 watchdog.last_ns = _SENDING
                 for out in feed(event):
                     await self._send(send, out, received)

@@ -41,6 +41,19 @@ def first_delta_ns(truth: dict[str, Any]) -> int | None:
     return None
 
 
+def answered_ns(truth: dict[str, Any]) -> int | None:
+    """When the server wrote the last of its answer, the end of its request's time in flight.
+
+    A closed loop's next request can reach the server after that write but before the previous
+    handler has finished; counting to ``finished_ns`` would report an overlap that never was.
+    """
+    events = truth["events"]
+    if events:
+        return int(events[-1]["sent_ns"])
+    ended = truth["headers_ns"] or truth["finished_ns"]
+    return None if ended is None else int(ended)
+
+
 def lost_deltas(record: RequestRecord, truth: dict[str, Any]) -> int:
     """Deltas written minus deltas measured (a first delta and one per gap) for a completed stream."""
     written = sum(1 for event in truth["events"] if event["type"] == "content_block_delta")
@@ -76,8 +89,8 @@ async def check_truth(base_url: str, records: Sequence[RequestRecord]) -> TruthC
             return
         truth = response.json()
         checked += 1
-        if truth.get("finished_ns") is not None:
-            intervals.append((truth["received_ns"], truth["finished_ns"]))
+        if (ended := answered_ns(truth)) is not None:
+            intervals.append((truth["received_ns"], ended))
         if record.ok:
             apply_truth(record, truth)
             lost += lost_deltas(record, truth)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any
-
-import time
 
 import anyio
 import uvicorn

@@ -50,6 +50,13 @@ async def test_run_writes_results_requests_and_plot(tmp_path: Path) -> None:
     assert len(lines) == 8
     assert all(line["request_id"].startswith("req_") for line in lines)
     assert all(line["output_tokens"] == 16 and line["ttft"] > 0 for line in lines)
+    for line in lines:
+        assert line["start_ns"] <= line["sent_ns"] <= line["transport_ns"]
+        assert line["request_build"] == (line["transport_ns"] - line["sent_ns"]) / 1e9
+        assert line["ttft_from_call"] == pytest.approx(line["ttft"] + line["request_build"])
+        assert line["ttft_error_send"] > 0  # the server got the request after the client handed it over
+    assert result["p99_request_build_ms"] > 0
+    assert result["median_ttft_from_call_ms"] > result["median_ttft_ms"]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Serving Benchmark Result" in console
     assert "TTFT error" in console
@@ -96,3 +103,20 @@ async def test_workers_merge_their_samples() -> None:
     assert result["workers"] == 2
     assert {r.worker for r in run.records} == {0, 1}
     assert sorted(r.index for r in run.records) == list(range(10))
+
+
+async def test_a_closed_loop_of_one_is_one_request_at_a_time_on_the_server() -> None:
+    """The next request may reach the server before the last handler has finished; that is no overlap."""
+    report, _ = await bench(concurrency=[1], num_requests=6)
+    (result,) = report.results
+    assert result["truth_checked"] == 6
+    assert result["server_max_concurrent_requests"] == 1
+
+
+async def test_requests_are_dealt_over_several_clients_at_high_concurrency() -> None:
+    """Past CONNECTIONS_PER_CLIENT slots the requests use several pools, and every one completes."""
+    report, _ = await bench(concurrency=[40], num_requests=80)
+    (result,) = report.results
+    assert result["completed"] == 80
+    assert result["lost_deltas"] == 0
+    assert result["server_max_concurrent_requests"] <= 40

@@ -11,7 +11,7 @@ import pytest
 from anthropic import AsyncAnthropic
 
 from pipeline.errors import SourceError
-from pipeline.events import FirstToken, Item, LatencySummary, ResponseHeaders
+from pipeline.events import AttemptStarted, FirstToken, Item, LatencySummary, ResponseHeaders
 from pipeline.simulator import SimulatorSettings, open_simulator
 from pipeline.sse_file import read_sse_events
 from pipeline.stages import StreamContext
@@ -101,6 +101,31 @@ def test_headers_gaps_tpot_and_end_to_end() -> None:
     assert summary.time_per_output_token == pytest.approx((summary.end_to_end - summary.to_first_delta) / 546)
     deltas = [i.received_ns for i in stream if i.event.type == "content_block_delta"]
     assert summary.gaps == pytest.approx([(b - a) / 1e9 for a, b in itertools.pairwise(deltas)])
+
+
+def test_the_clock_starts_when_the_request_reached_the_transport() -> None:
+    """The SDK's request building (AttemptStarted → hand-off) is client time, kept out of every figure."""
+    stream = [
+        Item("s1", AttemptStarted(1, "initial", "start"), START),
+        Item("s1", ResponseHeaders(1, "req_1", 200, sent_ns=START + MS), START + 3 * MS),
+        *items("sdk-basic_response", first_ms=5),
+    ]
+    _, summary = run(stream)
+    assert summary.to_headers == pytest.approx(0.002)
+    assert summary.to_first_delta == pytest.approx(position(stream, "content_block_delta") - 0.001)
+    assert summary.end_to_end == pytest.approx((stream[-1].received_ns - START - MS) / 1e9)
+
+
+def test_without_a_hand_off_stamp_the_clock_starts_at_the_attempt() -> None:
+    """A client that does not stamp the hand-off: the zero is AttemptStarted, just before the SDK call."""
+    stream = [
+        Item("s1", AttemptStarted(1, "initial", "start"), START + MS),
+        Item("s1", ResponseHeaders(1, "req_1", 200), START + 3 * MS),
+        *items("sdk-basic_response", first_ms=5),
+    ]
+    _, summary = run(stream)
+    assert summary.to_headers == pytest.approx(0.002)
+    assert summary.to_first_delta == pytest.approx(position(stream, "content_block_delta") - 0.001)
 
 
 def test_end_to_end_of_a_stream_that_broke_off_is_its_last_item() -> None:
