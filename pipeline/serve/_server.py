@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import anyio
 import uvicorn
 from anthropic import AsyncAnthropic
 
+from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
 from pipeline.runner import Pipeline
 from pipeline.serve._app import create_app
 from pipeline.serve._registry import StreamRegistry
@@ -29,25 +30,6 @@ SSE_BUFFER = Buffer(max_items=4096)
 """The SSE sink only appends to memory, so ``block`` never makes the pipeline wait on a browser."""
 
 
-class _Uvicorn(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-        self._on_shutdown = on_shutdown
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._on_shutdown()
-        await super().shutdown(sockets=sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # the embedding program owns Ctrl+C
-
-
 @dataclass(frozen=True, slots=True)
 class Server:
     """A running server: where it listens and what it holds."""
@@ -56,24 +38,6 @@ class Server:
     registry: StreamRegistry
     sink: SseLogSink
     settings: ServeSettings
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A bound socket, so that port 0 works and the real port is known before serving."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def url_of(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -105,9 +69,9 @@ async def open_server(
             timeout_keep_alive=5,
             timeout_graceful_shutdown=settings.graceful_shutdown_s,
         )
-        server = _Uvicorn(config, registry.close)
+        server = EmbeddedServer(config, registry.close)
         if sock is None:
-            sock = bind(settings.host, settings.port)
+            sock = bind_socket(settings.host, settings.port)
 
         async def serve() -> None:
             try:

@@ -7,14 +7,15 @@ server's signal capture is disabled so an embedding program keeps its own Ctrl+C
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
 
 from ._app import RECEIVED_NS, SimState, create_app
 from ._settings import SimulatorSettings
@@ -39,33 +40,6 @@ class _StampedProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {RECEIVED_NS: {"ns": self._arrived_ns}}
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound (not yet listening) TCP socket for ``host:port``; port 0 picks a free one."""
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class Simulator:
     """A running simulator: its URL and its ground truth."""
 
@@ -82,10 +56,6 @@ class Simulator:
     def truth(self, request_id: str) -> dict[str, Any]:
         """Ground truth of one request (see ``GET /_sim/requests/{id}``); KeyError if unknown."""
         return self._state.store.get(request_id).to_json()
-
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -111,14 +81,14 @@ async def open_simulator(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config)
+    server = EmbeddedServer(config)
     bound_port = sock.getsockname()[1]
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             try:
                 await server.ready.wait()
-                yield Simulator(state, _url(host, bound_port))
+                yield Simulator(state, url_of(host, bound_port))
             finally:
                 state.cancel_active()
                 server.should_exit = True
