@@ -6,7 +6,9 @@ it), so this sink runs under the ``block`` policy and never drops: while Redis i
 stream. Its ``linger`` makes the fan-out gather 50-100 ms of items into one ``write``, which
 becomes one fenced append: consecutive text deltas merge into one frame, and a job costs one
 round trip per window. A takeover's refusal (:class:`Fenced`) is raised, so the fan-out fails the
-run and the runner closes the upstream response at once: a fenced worker stops paying.
+run and the runner closes the upstream response at once: a fenced worker stops paying. So is
+:class:`Lost` (Redis came back from a crash without this sink's latest appends): the worker then
+takes the job again and resumes from what the log kept.
 
 Items a new owner replays from the log (everything before the attempt ``live_from``) update the
 encoder's state but are not written again. The ``end`` frame is held back: the worker appends it
@@ -25,7 +27,7 @@ import anyio
 from pipeline.events import AttemptStarted, Item
 from pipeline.scale._retry import persist
 from pipeline.scale.frames import FrameEncoder
-from pipeline.scale.protocols import EventLog, Fenced, Frame, LogEntry
+from pipeline.scale.protocols import EventLog, Fenced, Frame, LogEntry, Lost
 
 DEFAULT_LINGER = 0.075
 
@@ -55,6 +57,8 @@ class RedisLogSink:
         self.next_seq = next_seq
         self.end: Frame | None = None
         self.fenced = False
+        self.lost: Lost | None = None
+        """Set when Redis lost this sink's latest appends (a crash): the worker must take the job again."""
         self.chars = 0
         self._log = log
         self._live_from = live_from
@@ -91,6 +95,9 @@ class RedisLogSink:
             await persist(lambda: self._log.append(self.job_id, self.epoch, entries, self.chars), "append")
         except Fenced:
             self.fenced = True
+            raise
+        except Lost as exc:
+            self.lost = exc
             raise
         if self._observe is not None:
             self._observe(time.perf_counter() - started, len(entries))

@@ -1,7 +1,7 @@
 """Scale-out on Redis Streams: durable report jobs, fenced takeover, shared per-job event logs."""
 
 from pipeline.scale._redis import Keys, RedisEventLog, RedisJobQueue, open_redis
-from pipeline.scale.protocols import EventLog, Fenced, Frame, JobQueue, Lease, LogEntry, LogFull, Take
+from pipeline.scale.protocols import EventLog, Fenced, Frame, JobQueue, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.settings import RedisConfig, load_scale_config
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Lease",
     "LogEntry",
     "LogFull",
+    "Lost",
     "RedisConfig",
     "RedisEventLog",
     "RedisJobQueue",

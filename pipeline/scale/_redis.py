@@ -13,6 +13,15 @@ given with the hash's: taking a job over bumps the epoch, so a stalled worker th
 refused (``FENCED``) and writes nothing. The epoch is the low half of each log id, so ids keep
 increasing across takeovers, and an append retried after a lost reply is recognised (its ``seq``
 is at or below ``last_seq``) and not written twice.
+
+Redis can come back without its last writes: a machine crash between two AOF fsyncs under
+``appendfsync everysec`` (a ``kill -9`` of Redis alone loses nothing: its writes are in the page
+cache), or a failover to a lagging replica. That loss is a suffix, so the log is still a
+consistent prefix, but a worker is now ahead of it: its next append would leave a hole. The
+scripts refuse that (an append must start at ``last_seq + 1``, a ``take`` that vanished shows as
+an epoch lower than the caller's) with :class:`Lost`, and the worker takes the job again and
+resumes from what the log kept, under an epoch past every one it used, so an id a browser saw
+from the lost tail never names other bytes.
 """
 
 from __future__ import annotations
@@ -26,19 +35,23 @@ from typing import Any
 
 import coredis
 from coredis.exceptions import StreamDuplicateConsumerGroupError
+from coredis.tokens import PureToken
 
 from pipeline.errors import ConfigError
-from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Take
+from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.settings import RedisConfig
 
 GROUP = "workers"
+DEAD_MAXLEN = 10_000
+"""The dead-letter stream keeps about this many entries (approximate trim): a record, not a store."""
 
 _TAKE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
 if status == 'done' or status == 'dead' then return {status} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'status', 'running', 'started', ARGV[2])
+if epoch <= tonumber(ARGV[3]) then epoch = tonumber(ARGV[3]) + 1 end
+redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'status', 'running', 'started', ARGV[2])
 redis.call('PERSIST', KEYS[1])
 return {'running', tostring(epoch), redis.call('HGET', KEYS[1], 'request'),
         redis.call('HGET', KEYS[1], 'last_seq') or '0'}
@@ -50,8 +63,14 @@ if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local size = bytes
+local want = last + 1
 for i = 5, #ARGV, 3 do
-  if tonumber(ARGV[i]) > last then size = size + #ARGV[i + 1] + #ARGV[i + 2] end
+  local seq = tonumber(ARGV[i])
+  if seq > last then
+    if seq ~= want then return {'gap', tostring(last)} end
+    want = want + 1
+    size = size + #ARGV[i + 1] + #ARGV[i + 2]
+  end
 end
 if size > tonumber(ARGV[3]) then return {'full', tostring(size)} end
 for i = 5, #ARGV, 3 do
@@ -70,6 +89,7 @@ _FINISH = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0')
+if tonumber(ARGV[2]) > last + 1 then return {'gap', tostring(last)} end
 if tonumber(ARGV[2]) > last then
   redis.call('XADD', KEYS[2], ARGV[2] .. '-' .. ARGV[1], 'e', ARGV[3], 'd', ARGV[4])
   redis.call('HSET', KEYS[1], 'last_seq', ARGV[2])
@@ -92,6 +112,19 @@ local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
+"""
+
+_PRUNE = """
+local gone = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone = gone + 1
+  end
+end
+return gone
 """
 
 _ACK = """
@@ -155,6 +188,7 @@ class RedisJobQueue:
         self.keys = Keys(config.prefix)
         self._renew = redis.register_script(_RENEW)
         self._ack = redis.register_script(_ACK)
+        self._prune = redis.register_script(_PRUNE)
         self._cursor = "0-0"
 
     async def ensure_group(self) -> None:
@@ -199,8 +233,23 @@ class RedisJobQueue:
         await self._ack(keys=[self.keys.jobs], args=[GROUP, lease.entry, lease.job_id])
 
     async def dead_letter(self, lease: Lease, reason: str) -> None:
-        await self.redis.xadd(self.keys.dead, {"job": lease.job_id, "reason": reason, "at": str(time.time())})
+        await self.redis.xadd(
+            self.keys.dead,
+            {"job": lease.job_id, "reason": reason, "at": str(time.time())},
+            trim_strategy=PureToken.MAXLEN,
+            threshold=DEAD_MAXLEN,
+            trim_operator=PureToken.APPROXIMATELY,
+        )
         await self.ack(lease)
+
+    async def prune(self, idle_s: float) -> int:
+        """Forgets consumers idle this long with nothing pending: every worker process adds one.
+
+        One script, so a consumer that leases a job meanwhile is not deleted with its lease (it would
+        never be redelivered); a live consumer that was idle is simply created again by its next read.
+        """
+        gone: Any = await self._prune(keys=[self.keys.jobs], args=[GROUP, str(int(idle_s * 1000))])
+        return int(gone)
 
 
 def _lease(entry: Any, *, reclaimed: bool) -> Lease:
@@ -219,8 +268,9 @@ class RedisEventLog:
         self._finish = redis.register_script(_FINISH)
         self._release = redis.register_script(_RELEASE)
 
-    async def take(self, job_id: str, consumer: str) -> Take:
-        reply: Any = await self._take(keys=[self.keys.job(job_id)], args=[consumer, str(time.time())])
+    async def take(self, job_id: str, consumer: str, after_epoch: int = 0) -> Take:
+        args = [consumer, str(time.time()), str(after_epoch)]
+        reply: Any = await self._take(keys=[self.keys.job(job_id)], args=args)
         status = _text(reply[0])
         if status != "running":
             return Take(0, 0, {}, 0, status)
@@ -272,6 +322,11 @@ def to_entry(entry: Any) -> LogEntry:
 def _check(reply: Any, job_id: str, epoch: int, cap: int) -> None:
     verdict = _text(reply[0])
     if verdict == "fenced":
-        raise Fenced(f"job {job_id} was taken over (epoch {_text(reply[1])!r}, ours {epoch})")
+        stored = _text(reply[1])
+        if stored and int(stored) < epoch:
+            raise Lost(f"job {job_id}'s epoch went back from {epoch} to {stored}: Redis lost our take")
+        raise Fenced(f"job {job_id} was taken over (epoch {stored!r}, ours {epoch})")
+    if verdict == "gap":
+        raise Lost(f"job {job_id}'s log ends at seq {_text(reply[1])}: Redis lost the writes after it")
     if verdict == "full":
         raise LogFull(f"job {job_id}'s log would reach {_text(reply[1])} bytes, past its cap of {cap}")

@@ -96,7 +96,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         print(f"rillet worker: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
         return 2
-    settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir)
+    settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir, resume=config.resume)
     return anyio.run(run_worker, config, redis, settings, args.metrics_port)
 
 
@@ -107,9 +107,8 @@ async def run_worker(
     metrics = ScaleMetrics()
     server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
     if server is not None:
-        print(
-            f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics",
-            file=sys.stderr,
+        sys.stderr.write(
+            f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics\n"
         )
     try:
         async with open_redis(redis) as client, open_endpoint(config.api.base_url) as endpoint:
@@ -124,7 +123,8 @@ async def run_worker(
             worker = Worker(
                 queue, RedisEventLog(client, redis), api, build_stages(config), redis, settings, metrics
             )
-            print(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)", file=sys.stderr)
+            # One write: worker processes sharing a pipe must not interleave their lines.
+            sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")
             sys.stderr.flush()
             async with api, anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-APPEND_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+APPEND_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Up to 10 s: a worker whose CPU is saturated sees its appends wait seconds for its event loop."""
 
 
 class ScaleMetrics:
-    """Counters named in reference/scale-out.md §6, plus job outcomes and append latency."""
+    """What a worker can count exactly: takeovers, fencing, outcomes, appends.
+
+    Two counters of reference/scale-out.md §6 are not here. ``rillet_reset_events_total`` counts
+    browser cursors a replica answers with ``reset``: a worker never answers a browser. And
+    ``rillet_resume_extra_output_tokens_total`` cannot be known by any process: a takeover is
+    billed again for the dead attempt's un-persisted tail (tokens the API sent that never reached
+    the log) and, in ``continue`` mode, for the words the model restates. The API reports an
+    attempt's output tokens once, as a total, in its ``message_delta``, which a killed attempt never
+    receives; the log holds text, not tokens, and no tokenizer is at hand to split a total into
+    restated and new. ``benchmarks/takeover.py`` measures both against the simulator instead.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -19,12 +30,9 @@ class ScaleMetrics:
         self.fenced = Counter(
             "rillet_fenced_appends", "Appends or renewals refused because the job was taken over", registry=r
         )
-        self.resets = Counter(
-            "rillet_reset_events", "Browser cursors no longer in a log, answered with reset", registry=r
-        )
-        self.extra_tokens = Counter(
-            "rillet_resume_extra_output_tokens",
-            "Output tokens billed again because of takeovers (as far as the worker can know them)",
+        self.lost = Counter(
+            "rillet_job_retakes",
+            "Jobs taken again by their own worker because Redis lost their latest writes (a crash)",
             registry=r,
         )
         self.jobs = Counter(

@@ -2,7 +2,7 @@
 
 Stages and sinks never see the engine: a worker talks to these Protocols, so another engine (NATS
 JetStream: a work-queue stream for jobs, a KV epoch and a subject per log) can implement them
-without touching the pipeline. Redis Streams implements both (:mod:`pipeline.scale.redis`).
+without touching the pipeline. Redis Streams implements both (:mod:`pipeline.scale._redis`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,14 @@ from pipeline.errors import RilletError
 
 class Fenced(RilletError):
     """The job was taken over (its epoch moved on): this worker must stop and write nothing more."""
+
+
+class Lost(RilletError):
+    """Redis lost the job's latest writes (a crash between AOF fsyncs): this worker is ahead of the log.
+
+    The lost writes are always a suffix (the AOF is replayed in order), so the log still holds a
+    consistent prefix; the worker takes the job again under a newer epoch and resumes from it.
+    """
 
 
 class LogFull(RilletError):
@@ -88,22 +96,26 @@ class JobQueue(Protocol):
 
     async def dead_letter(self, lease: Lease, reason: str) -> None: ...
 
+    async def prune(self, idle_s: float) -> int:
+        """Forgets consumers idle ``idle_s`` with nothing leased (dead worker processes); how many."""
+        ...
+
 
 class EventLog(Protocol):
     """One append-only log per job, with fenced appends."""
 
-    async def take(self, job_id: str, consumer: str) -> Take:
-        """Bumps the job's epoch (fencing any previous owner) and returns its state."""
+    async def take(self, job_id: str, consumer: str, after_epoch: int = 0) -> Take:
+        """Bumps the job's epoch past ``after_epoch`` (fencing any previous owner); returns its state."""
         ...
 
     async def append(self, job_id: str, epoch: int, entries: Sequence[LogEntry], chars: int) -> None:
-        """Appends atomically; raises :class:`Fenced` or :class:`LogFull`. A retry is idempotent."""
+        """Appends atomically, idempotently; raises :class:`Fenced`, :class:`Lost` or :class:`LogFull`."""
         ...
 
     async def finish(
         self, job_id: str, epoch: int, end: LogEntry, status: str, fields: Mapping[str, str]
     ) -> None:
-        """Appends the ``end`` frame, records the outcome and starts the finished TTL; fenced."""
+        """Appends the ``end`` frame, records the outcome and starts the finished TTL; fenced, like append."""
         ...
 
     async def release(self, job_id: str, epoch: int, reason: str) -> None:

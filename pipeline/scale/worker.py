@@ -36,7 +36,7 @@ from pipeline.runner import StreamResult, StreamRun
 from pipeline.scale._retry import persist
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
-from pipeline.scale.protocols import EventLog, JobQueue, Lease, LogEntry, LogFull, Take
+from pipeline.scale.protocols import EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.resume import LogResumedSource
 from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
@@ -45,6 +45,9 @@ from pipeline.stages import StageFactory
 from sinks.redis_log import RedisLogSink
 
 log = logging.getLogger("rillet.scale")
+
+PRUNE_LEASES = 10
+"""A consumer idle this many leases with nothing leased is a dead process: the janitor forgets it."""
 
 FLUSH_TIMEOUT = 3600.0
 """A job's last frames wait this long for Redis to come back: the log must not lose them."""
@@ -96,17 +99,21 @@ class Worker:
         concurrency, consumer = self.settings.concurrency, self.settings.consumer
         lease_s = self.redis.lease_seconds
         every = lease_s / 4
-        next_reclaim = 0.0
+        next_reclaim = next_prune = 0.0
         while True:
             while self.running >= concurrency:
                 await self._freed.wait()
             free = concurrency - self.running
             leases: list[Lease] = []
-            if anyio.current_time() >= next_reclaim:
+            now = anyio.current_time()
+            if now >= next_reclaim:
                 leases += await persist(
                     functools.partial(self.queue.reclaim, consumer, lease_s, free), "reclaim"
                 )
-                next_reclaim = anyio.current_time() + every
+                next_reclaim = now + every
+            if now >= next_prune:
+                await persist(functools.partial(self.queue.prune, lease_s * PRUNE_LEASES), "prune")
+                next_prune = now + lease_s
             if len(leases) < free:
                 wait = 0.0 if leases else every
                 more = free - len(leases)
@@ -130,13 +137,35 @@ class Worker:
             self._freed = anyio.Event()
 
     async def _take(self, lease: Lease) -> None:
+        """Takes the job; takes it again, past the epoch it had, while Redis loses what this take wrote."""
+        after = 0
+        while after := await self._run(lease, after):
+            self.metrics.lost.inc()
+            if not await persist(lambda: self.queue.renew(self.settings.consumer, lease), "renew"):
+                log.warning(
+                    "job %s: its lease was lost with the writes; the queue delivers it again", lease.job_id
+                )
+                return
+
+    async def _run(self, lease: Lease, after: int) -> int:
+        """Runs the job to its end; 0, or the epoch it ran under when Redis lost its latest writes."""
         job_id = lease.job_id
-        take = await persist(lambda: self.events.take(job_id, self.settings.consumer), "take")
+        take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
         if take.status != "running":  # done, dead, or expired: a redelivery of something settled
             await persist(lambda: self.queue.ack(lease), "ack")
-            return
-        if lease.reclaimed:
+            return 0
+        if lease.reclaimed and not after:
             self.metrics.reclaims.inc()
+        try:
+            await self._resume(lease, take)
+        except Lost as exc:
+            log.warning("job %s: %s; taking it again from what the log kept", job_id, exc)
+            return take.epoch
+        return 0
+
+    async def _resume(self, lease: Lease, take: Take) -> None:
+        """Runs the job from where its log ends (the start, for a new one)."""
+        job_id = lease.job_id
         if take.attempts > self.redis.max_attempts:
             status = await persist(lambda: self.events.status(job_id), "status")
             last = status.get("error") or "the worker died"
@@ -177,6 +206,8 @@ class Worker:
             except SinkError:
                 pass  # the result already says so; a fenced sink is handled below
             tg.cancel_scope.cancel()
+        if sink.lost is not None:
+            raise sink.lost
         if sink.fenced or renewal.fenced:
             self.metrics.fenced.inc()
             log.warning(
@@ -211,6 +242,7 @@ class Worker:
         assert end is not None, "the runner ends every stream with StreamEnded"
         fields = _outcome_fields(result)
         await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, "done", fields), "finish")
+        self.metrics.appends.inc()
         if self.settings.out_dir is not None:
             await self._write_report(lease.job_id)
         await persist(lambda: self.queue.ack(lease), "ack")
@@ -224,6 +256,7 @@ class Worker:
             )
         fields = {"error": reason}
         await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, "dead", fields), "finish")
+        self.metrics.appends.inc()
         await persist(lambda: self.queue.dead_letter(lease, reason), "dead letter")
         self.metrics.jobs.labels("dead").inc()
         log.warning("job %s went to the dead-letter stream: %s", lease.job_id, reason)

@@ -12,13 +12,16 @@ from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """``appendfsync everysec``, or the policy a test passes as an indirect parameter."""
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    server.stop()
+    server = RedisServer(directory, getattr(request, "param", "everysec"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

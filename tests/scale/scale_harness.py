@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ class RedisServer:
     """``redis-server`` with AOF in a directory of its own, on a free loopback port."""
 
     directory: Path
+    appendfsync: str = "everysec"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -61,7 +64,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--save",
             "",
             "--maxmemory-policy",
@@ -78,6 +81,7 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def kill(self) -> None:
@@ -85,16 +89,39 @@ class RedisServer:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
+    def restart(self, aof_bytes: int | None = None) -> float:
+        """``kill -9``, then the same server again (port, directory, AOF); seconds until it answers.
+
+        ``aof_bytes`` first cuts the AOF back to that size (:meth:`aof_size` earlier): the writes
+        after it are lost as by a machine crash before their fsync, or a failover to a lagging replica.
+        """
+        self.kill()
+        if aof_bytes is not None:
+            os.truncate(self._incremental_aof(), aof_bytes)
+        started = time.perf_counter()
+        self.start()
+        return time.perf_counter() - started
+
+    def aof_size(self) -> int:
+        return self._incremental_aof().stat().st_size
+
+    def _incremental_aof(self) -> Path:
+        return max((self.directory / "appendonlydir").glob("*.incr.aof"))
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
-def write_config(path: Path, redis_url: str, **redis: Any) -> Path:
-    """A worker config: the prefill-capable model, the default stages, a ``[redis]`` section."""
+def write_config(path: Path, redis_url: str, resume: dict[str, Any] | None = None, **redis: Any) -> Path:
+    """A worker config: the prefill-capable model, the default stages, ``[redis]`` and ``[resume]``."""
     lines = ["[request]", f'model = "{MODEL}"', "max_tokens = 4000", "", "[redis]", f'url = "{redis_url}"']
     lines += [f"{key} = {json.dumps(value)}" for key, value in redis.items()]
+    lines += ["", "[resume]", *(f"{key} = {json.dumps(value)}" for key, value in (resume or {}).items())]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -117,19 +144,29 @@ for line in sys.stdin:
 """
 
 
+READY = re.compile(r"rillet worker (\S+-\d+-[0-9a-f]+): ready \(")
+"""A worker's ready line, which names its consumer: ``<host>-<pid>-<hex>``."""
+
+
 class Workers:
     """Forks ``rillet worker`` processes from one that has imported everything already.
 
     A worker costs about 2 s of CPU to import on this machine; forked from a warm parent it is ready
     at once, so a test can kill twenty of them in seconds. Each is a ``python -m pipeline.scale
-    worker`` in all but the exec; every one is ended by its pid.
+    worker`` in all but the exec; every one is signalled through a pidfd taken when it starts, so a
+    pid the system has reused since is never hit. A thread drains their shared stderr into
+    :attr:`log` (a full pipe would freeze a worker that logs) and notes each one's ready line.
     """
 
     def __init__(self, config: Path, base_url: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
         env |= {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "sim"}
         self.config = config
-        self.pids: list[int] = []
+        self.log: list[str] = []
+        self._pidfds: dict[int, int] = {}
+        self._ready: dict[int, str] = {}
+        self._changed = threading.Condition()
+        self._starting = threading.Lock()
         self._zygote = subprocess.Popen(
             [sys.executable, "-c", _ZYGOTE],
             cwd=REPO,
@@ -139,35 +176,85 @@ class Workers:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self._zygote.stderr is not None
+        for line in self._zygote.stderr:
+            with self._changed:
+                self.log.append(line)
+                for consumer in READY.findall(line):
+                    self._ready[int(consumer.split("-")[-2])] = consumer
+                    self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
 
     def start(self, *options: str) -> tuple[int, str]:
-        """A new worker's pid and consumer name, once it is ready."""
+        """A new worker's pid and consumer name, once it is ready (callable from several threads)."""
         zygote = self._zygote
         assert zygote.stdin is not None
         assert zygote.stdout is not None
-        assert zygote.stderr is not None
-        zygote.stdin.write(" ".join(["worker", str(self.config), *options]) + "\n")
-        zygote.stdin.flush()
-        pid = int(zygote.stdout.readline())
-        self.pids.append(pid)
-        while True:
-            line = zygote.stderr.readline()
-            if not line:
+        with self._starting:
+            zygote.stdin.write(" ".join(["worker", str(self.config), *options]) + "\n")
+            zygote.stdin.flush()
+            pid = int(zygote.stdout.readline())
+            self._pidfds[pid] = os.pidfd_open(pid)
+        with self._changed:
+            if not self._changed.wait_for(lambda: pid in self._ready or not self._drain.is_alive(), 30):
+                raise AssertionError(f"worker {pid} was not ready within 30 s")
+            if pid not in self._ready:
                 raise AssertionError("the worker zygote died")
-            if line.endswith("slots)\n") and "ready" in line:
-                return pid, line.split()[2].rstrip(":")
+            return pid, self._ready[pid]
 
     def signal(self, pid: int, sig: int) -> None:
-        os.kill(pid, sig)
+        signal.pidfd_send_signal(self._pidfds[pid], sig)
 
     def close(self) -> None:
-        for pid in self.pids:
+        for fd in self._pidfds.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        end_process(self._zygote, signal.SIGKILL)
-        for stream in (self._zygote.stdin, self._zygote.stdout):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+        self._pidfds.clear()
+        self._zygote.kill()
+        self._zygote.wait(15)
+        self._drain.join(10)  # EOF once the last worker holding the pipe is gone
+        for stream in (self._zygote.stdin, self._zygote.stdout, self._zygote.stderr):
             if stream is not None:
                 stream.close()
+
+
+class SimulatorProcess:
+    """``python -m pipeline.simulator`` on a free loopback port, its stderr drained by a thread."""
+
+    def __init__(self, *options: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.simulator", "--port", "0", *options],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if not found:
+            end_process(self.process)
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        self.base_url = found.group(0)
+        self._drain = threading.Thread(target=self.process.stderr.read, daemon=True)
+        self._drain.start()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self._drain.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 def end_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
@@ -205,13 +292,21 @@ async def wait_progress(
 async def wait_finished(
     events: RedisEventLog, job_ids: Sequence[str], within: float
 ) -> dict[str, dict[str, str]]:
-    """Polls until every job is done or dead; returns their status hashes."""
+    """Polls until every job is done or dead; returns their status hashes as first seen finished.
+
+    Each job is polled until it is seen finished, then never again: with a short ``ttl_finished``
+    its hash may be gone by the time the last job ends.
+    """
+    finished: dict[str, dict[str, str]] = {}
     with anyio.fail_after(within):
-        while True:
-            states = {job: await events.status(job) for job in job_ids}
-            if all(state.get("status") in ("done", "dead") for state in states.values()):
-                return states
+        while len(finished) < len(job_ids):
+            for job in job_ids:
+                if job not in finished:
+                    state = await events.status(job)
+                    if state.get("status") in ("done", "dead"):
+                        finished[job] = state
             await anyio.sleep(0.05)
+    return finished
 
 
 @dataclass
@@ -304,7 +399,7 @@ class Billing:
 
     extra_by_job: dict[str, int]
     tails_by_job: dict[str, list[int]]
-    """Per interrupted request: tokens it was billed for that never reached the log."""
+    """Per request whose worker was killed: tokens it was billed for that never reached the log."""
     orphan_bound: int
     """Requests in no log (killed before their first append): at most 6 tokens per delta they sent."""
 
@@ -325,7 +420,9 @@ async def billing(
         seen |= bodies.keys()
         paid = {rid: billed_output_tokens(truths[rid], body, settings) for rid, body in bodies.items()}
         extra[job_id] = sum(paid.values()) - reference_plan(request, settings).output_tokens
-        tails[job_id] = [paid[rid] - persisted[rid] for rid in bodies if not truths[rid]["completed"]]
+        # Every request but the last was cut short by a kill, even one the simulator had finished
+        # sending: its worker may have died before the last frames reached the log.
+        tails[job_id] = [paid[rid] - persisted[rid] for rid in list(bodies)[:-1]]
     orphans = [truth for rid, truth in truths.items() if rid not in seen and truth["status"] == 200]
     bound = sum(6 * sum(e["type"] == "content_block_delta" for e in truth["events"]) for truth in orphans)
     return Billing(extra, tails, bound)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.scale import Fenced, Frame, LogEntry, LogFull, RedisEventLog, RedisJobQueue
+from pipeline.scale import Fenced, Frame, LogEntry, LogFull, Lost, RedisEventLog, RedisJobQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ async def test_finish_writes_one_end_and_starts_the_finished_ttl(
     take = await log.take(job, "w1")
     end = LogEntry(1, take.epoch, Frame("end", b"{}"))
     with pytest.raises(Fenced):
-        await log.finish(job, take.epoch + 1, end, "done", {})
+        await log.finish(job, take.epoch - 1, end, "done", {})
     await log.finish(job, take.epoch, end, "done", {"outcome": "completed"})
     assert (await log.take(job, "w2")).status == "done"
     ttl = await log.redis.ttl(log.keys.log(job))
@@ -114,3 +114,47 @@ async def test_requeue_and_dead_letter_leave_no_pending_entry(
     dead = await log.redis.xrange(queue.keys.dead)
     assert [(e.field_values[b"job"], e.field_values[b"reason"]) for e in dead] == [(job.encode(), b"poison")]
     assert (await log.redis.xpending(queue.keys.jobs, "workers")).pending == 0
+
+
+async def test_an_append_past_a_lost_tail_is_refused(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+    """After a crash lost seqs 3-4, seq 5 would leave a hole: refused as ``Lost``, nothing written."""
+    queue, log = scale
+    job = await submitted(queue)
+    take = await log.take(job, "w1")
+    await log.append(job, take.epoch, entries(take.epoch, 1, 2), chars=2)
+    with pytest.raises(Lost):
+        await log.append(job, take.epoch, entries(take.epoch, 5, 2), chars=6)
+    with pytest.raises(Lost):
+        await log.finish(job, take.epoch, LogEntry(5, take.epoch, Frame("end", b"{}")), "done", {})
+    assert [entry.seq for entry in await log.range(job)] == [1, 2]
+    assert (await log.status(job))["status"] == "running"
+
+
+async def test_a_lost_take_is_told_apart_from_a_takeover(scale: tuple[RedisJobQueue, RedisEventLog]) -> None:
+    """An epoch above the stored one means Redis lost the take; taking again skips past it."""
+    queue, log = scale
+    job = await submitted(queue)
+    await log.take(job, "w1")
+    with pytest.raises(Lost):
+        await log.append(job, 7, entries(7, 1, 1), chars=1)
+    again = await log.take(job, "w1", after_epoch=7)
+    assert again.epoch == 8
+    await log.append(job, again.epoch, entries(again.epoch, 1, 1), chars=1)
+    with pytest.raises(Fenced):
+        await log.append(job, 2, entries(2, 2, 1), chars=2)
+
+
+async def test_prune_forgets_only_idle_consumers_with_nothing_leased(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+) -> None:
+    """Every worker process adds a consumer; one holding a lease is kept whatever its idle time."""
+    queue, _ = scale
+    for _ in range(2):
+        await submitted(queue)
+    assert len(await queue.lease("holder", 1, 0)) == 1
+    [done] = await queue.lease("finished", 1, 0)
+    await queue.ack(done)
+    assert await queue.prune(0.0) == 1
+    consumers = await queue.redis.xinfo_consumers(queue.keys.jobs, "workers")
+    assert [c[b"name"] for c in consumers] == [b"holder"]
+    assert await queue.prune(3600.0) == 0
