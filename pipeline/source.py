@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import anthropic
@@ -32,7 +33,12 @@ from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.resume import PREFILL_SUPPORT, Plan, PrefillSupport, ResumeSettings, plan_resume
 
-__all__ = ["EventSource", "Source", "describe", "error_type_of"]
+__all__ = ["CONTINUED", "EventSource", "Source", "describe", "error_type_of"]
+
+CONTINUED = Failure(
+    "continued", "the stream was begun elsewhere and is continued from its log", retryable=True
+)
+"""Why the first attempt of a :class:`Source` given a ``history`` is a resume, not a start."""
 
 
 class EventSource(Protocol):
@@ -57,14 +63,21 @@ class Source:
         resume: ResumeSettings | None = None,
         prefill_support: PrefillSupport | None = None,
         rng: random.Random | None = None,
+        history: Sequence[tuple[int, Any]] = (),
     ) -> None:
+        """``history``: the SDK events an earlier process already streamed, each with its attempt
+        number (a job's log, after a takeover). They are sent first, with their own attempt
+        numbers, then the stream is resumed where they stop, like a dropped connection, or not at
+        all when they hold the ``stop_reason``. Attempts are numbered on from theirs; the attempt
+        budget is this run's own."""
         self._client = client
         self._request = request
         self._stream_id = stream_id
         self.settings = resume or ResumeSettings()
         self._support = prefill_support or PREFILL_SUPPORT
         self._rng = rng
-        self.attempts = 0
+        self._history = tuple(history)
+        self.attempts = max((attempt for attempt, _ in self._history), default=0)
 
     async def run(self, send: MemoryObjectSendStream[Item]) -> None:
         """Streams every event into ``send``; raises :class:`SourceError` when no attempt can succeed."""
@@ -78,32 +91,43 @@ class Source:
             wait=settings.wait,
             rng=self._rng,
         )
-        plan = Plan("initial", "start", self._request)
+        first = self.attempts
+        plan: Plan | None = Plan("initial", "start", self._request)
         async with send:
-            while True:
+            if self._history:
+                plan = await self._replay(send, stitcher)
+            while plan is not None:
                 failure = await self._attempt(send, stitcher, plan)
                 for event in stitcher.salvage():
                     await self._send(send, event, time.perf_counter_ns())
                 transcript = stitcher.transcript
                 if failure is None or transcript.stop_reason is not None:
-                    if not transcript.stopped:
-                        await self._send(
-                            send, RawMessageStopEvent(type="message_stop"), time.perf_counter_ns()
-                        )
-                    return
+                    break
                 if not failure.retryable:
                     raise SourceError(failure.message, failure.reason)
                 plan = plan_resume(self._request, transcript, failure, settings, self._support)
-                delay = retries.delay(self.attempts, retry_after=failure.retry_after, slow=failure.slow)
+                made = self.attempts - first
+                delay = retries.delay(made, retry_after=failure.retry_after, slow=failure.slow)
                 if failure.prefill_rejected and delay is not None:
                     delay = 0.0  # a capability learnt, not an outage: switch to continue at once
                 if delay is None:
                     raise SourceError(
-                        f"{failure.message}; gave up after {self.attempts} attempts in "
-                        f"{retries.elapsed():.1f} s",
+                        f"{failure.message}; gave up after {made} attempts in {retries.elapsed():.1f} s",
                         failure.reason,
                     )
                 await retries.sleep(delay)
+            if not stitcher.transcript.stopped:
+                await self._send(send, RawMessageStopEvent(type="message_stop"), time.perf_counter_ns())
+
+    async def _replay(self, send: MemoryObjectSendStream[Item], stitcher: Stitcher) -> Plan | None:
+        """Sends the history as its attempts produced it; the plan that continues it, if it must be."""
+        now = time.perf_counter_ns()
+        for attempt, event in self._history:
+            for out in stitcher.feed(event):
+                await send.send(Item(self._stream_id, out, now, attempt))
+        if stitcher.transcript.stop_reason is not None:
+            return None
+        return plan_resume(self._request, stitcher.transcript, CONTINUED, self.settings, self._support)
 
     async def _attempt(
         self, send: MemoryObjectSendStream[Item], stitcher: Stitcher, plan: Plan

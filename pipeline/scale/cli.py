@@ -17,6 +17,7 @@ from pipeline.app.build import build_request, build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig
+from pipeline.errors import ConfigError
 from pipeline.jobs.cli import with_overrides
 from pipeline.scale._redis import RedisEventLog, RedisJobQueue, open_redis
 from pipeline.scale.metrics import ScaleMetrics
@@ -96,6 +97,11 @@ def _worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         print(f"rillet worker: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
         return 2
+    if args.out_dir is not None:
+        try:
+            args.out_dir.mkdir(parents=True, exist_ok=True)  # fail before taking any job, not after paying
+        except OSError as exc:
+            raise ConfigError(f"--out-dir: cannot create {str(args.out_dir)!r}: {exc.strerror}") from exc
     settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir, resume=config.resume)
     return anyio.run(run_worker, config, redis, settings, args.metrics_port)
 

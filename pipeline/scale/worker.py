@@ -7,7 +7,7 @@ jobs whose lease lapsed (their worker died or stalled, ``XAUTOCLAIM``), then new
 2. has its log read and folded (:func:`~pipeline.scale.frames.fold`); a job the log shows ended
    is only acknowledged, a job taken too often goes to the dead-letter stream;
 3. runs through the configured stages into a :class:`~sinks.redis_log.RedisLogSink`, from the
-   log's end when it was begun before (:class:`~pipeline.scale.resume.LogResumedSource`), while a
+   log's end when it was begun before (``Source(history=...)``), while a
    heartbeat renews its lease every third of it; a refused renewal or append means the job was
    taken over: the upstream response is closed at once and the job left to its new owner;
 4. is finished (the ``end`` frame, the outcome, the finished TTL), its report written from the
@@ -37,10 +37,9 @@ from pipeline.scale._retry import persist
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.protocols import EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
-from pipeline.scale.resume import LogResumedSource
 from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
-from pipeline.source import EventSource, Source
+from pipeline.source import Source
 from pipeline.stages import StageFactory
 from sinks.redis_log import RedisLogSink
 
@@ -177,11 +176,7 @@ class Worker:
         if replay.ended:
             await persist(lambda: self.queue.ack(lease), "ack")
             return
-        source: EventSource
-        if replay.events:
-            source = LogResumedSource(self.client, take.request, job_id, replay, resume=self.settings.resume)
-        else:
-            source = Source(self.client, take.request, job_id, resume=self.settings.resume)
+        source = Source(self.client, take.request, job_id, resume=self.settings.resume, history=replay.events)
         sink = RedisLogSink(
             self.events,
             job_id,
@@ -193,7 +188,7 @@ class Worker:
         )
         await self._stream(lease, take, source, sink)
 
-    async def _stream(self, lease: Lease, take: Take, source: EventSource, sink: RedisLogSink) -> None:
+    async def _stream(self, lease: Lease, take: Take, source: Source, sink: RedisLogSink) -> None:
         stream = StreamRun(take.request, self.stages, lease.job_id)
         fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL)], flush_timeout=FLUSH_TIMEOUT)
         renewal = _Renewal()

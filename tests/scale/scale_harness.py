@@ -27,12 +27,12 @@ from pipeline._stitch import Stitcher
 from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
 from pipeline.scale import RedisEventLog
 from pipeline.scale.frames import accumulate, fold
-from pipeline.scale.resume import TAKEOVER
 from pipeline.simulator import SimulatorSettings, count_tokens, reference_plan
 from pipeline.simulator._events import iter_events
 from pipeline.simulator._plan import build_plan
 from pipeline.simulator._scenarios import SCENARIOS
 from pipeline.simulator._validation import parse_request
+from pipeline.source import CONTINUED
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "claude-haiku-4-5"
@@ -380,7 +380,7 @@ def _body(request: dict[str, Any], before: list[Any]) -> dict[str, Any]:
     stitcher = Stitcher(hold_tools=True)
     for _, event in replay.events:
         stitcher.feed(event)
-    plan = plan_resume(request, stitcher.transcript, TAKEOVER, ResumeSettings(), PrefillSupport())
+    plan = plan_resume(request, stitcher.transcript, CONTINUED, ResumeSettings(), PrefillSupport())
     return plan.request
 
 
