@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -60,3 +61,17 @@ def simulator_process() -> Iterator[SimulatorProcess]:
 def clean_environment(**extra: str) -> dict[str, str]:
     """The environment without any ANTHROPIC_* variable, as on a fresh machine, plus ``extra``."""
     return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | extra
+
+
+@pytest.fixture
+def broken_pipe() -> Iterator[TextIO]:
+    """The write end of a real pipe whose reader is gone, as under ``rillet run | head``: Python
+    ignores SIGPIPE, so writes raise EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    pipe = open(write_end, "w", encoding="utf-8")
+    yield pipe
+    try:
+        pipe.close()
+    except BrokenPipeError:
+        pass  # the buffered text still cannot go anywhere; the descriptor is closed regardless

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TextIO
@@ -60,19 +59,6 @@ def reports_in(folder: Path) -> dict[str, str]:
 
 def by_name(fanout: FanOut) -> dict[str, SinkStatistics]:
     return {lane.name: lane for lane in fanout.statistics()}
-
-
-@pytest.fixture
-def broken_pipe() -> Iterator[TextIO]:
-    """The write end of a real pipe whose reader is gone, as under ``rillet run | head``."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    pipe = open(write_end, "w", encoding="utf-8")
-    yield pipe
-    try:
-        pipe.close()
-    except BrokenPipeError:
-        pass
 
 
 @pytest.mark.anyio

@@ -14,10 +14,8 @@ from pydantic import ValidationError
 from pipeline.bench.run import run_bench
 from pipeline.bench.settings import BenchSettings
 from pipeline.config import RunConfig, describe_validation_error, parse_config, read_toml
-from pipeline.errors import ConfigError, InputError, RilletError
+from pipeline.errors import ConfigError
 from pipeline.sink import SinkSpec
-
-USAGE_ERROR = 2
 
 
 def _list(kind: type[float] | type[int]) -> Any:
@@ -182,15 +180,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.bench``: the subcommand without the ``rillet`` console script."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description="rillet bench")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ConfigError, InputError) as exc:
-        print(f"rillet: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    except RilletError as exc:
-        print(f"rillet: error: {exc}", file=sys.stderr)
-        return 1
+    """``python -m pipeline.bench``: the same as ``rillet bench``."""
+    from pipeline import cli  # the top-level command imports this module
+
+    return cli.main(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 import anyio
@@ -142,19 +141,6 @@ async def test_no_extra_newline_after_one() -> None:
     out = io.StringIO()
     await run(StdoutSink(stream=out, err=io.StringIO()), sample_items("s1", text=("done\n",)))
     assert out.getvalue() == "done\n"
-
-
-@pytest.fixture
-def broken_pipe() -> Iterator[TextIO]:
-    """The write end of a real pipe whose reader is gone: Python ignores SIGPIPE, so writes raise EPIPE."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    pipe = open(write_end, "w", encoding="utf-8")
-    yield pipe
-    try:
-        pipe.close()
-    except BrokenPipeError:
-        pass  # the buffered text still cannot go anywhere; the descriptor is closed regardless
 
 
 @pytest.mark.anyio
