@@ -3,10 +3,11 @@
 Starts ``python -m pipeline.simulator`` in its own process (so the server never competes with the
 client for its event loop) with a fixed TTFT, runs ``rillet bench`` against it in this process
 with the truth check on, and prints ``ttft_error_ms p50=X p99=Y`` per concurrency, with the split
-into the send side (clock zero, the request handed to the transport → its first bytes read by the
-server) and the receive side (server write → the client's stamp of the chunk that completed the
-first delta), and the SDK's request building kept out of TTFT (``ttft_from_call`` adds it back).
-Both processes stamp with ``perf_counter_ns`` (CLOCK_MONOTONIC, one clock machine-wide).
+into the send side (clock zero, the request's first byte sent → its arrival at the server's
+socket) and the receive side (server write → the arrival of the chunk that completed the first
+delta at the client's socket), and the SDK's request building kept out of TTFT (``ttft_from_call``
+adds it back). Arrivals are the kernel's stamps (:mod:`pipeline.wire`); both processes convert
+them to ``perf_counter_ns`` (CLOCK_MONOTONIC, one clock machine-wide).
 
     /work/venv/bin/python benchmarks/ttft_accuracy.py [--ttft-ms 200] [--concurrency 1,256]
 """
@@ -50,7 +51,7 @@ def describe(r: dict[str, Any]) -> str:
         f"ttft_error_ms p50={r['median_ttft_error_ms']:.2f} p99={r['p99_ttft_error_ms']:.2f} "
         f"(send p50={r['median_ttft_error_send_ms']:.2f} p99={r['p99_ttft_error_send_ms']:.2f}; "
         f"receive p50={r['median_ttft_error_receive_ms']:.2f} p99={r['p99_ttft_error_receive_ms']:.2f}) "
-        f"· SDK request build (not in TTFT) p50={r['median_request_build_ms']:.2f} "
+        f"· SDK call to socket (not in TTFT) p50={r['median_request_build_ms']:.2f} "
         f"p99={r['p99_request_build_ms']:.2f}; ttft_from_call p50={r['median_ttft_from_call_ms']:.2f} "
         f"· {r['completed']} requests, server peak concurrency {r['server_max_concurrent_requests']}, "
         f"lost deltas {r['lost_deltas']}, loop lag p99={r['p99_loop_lag_ms']:.2f} ms, "

@@ -50,8 +50,8 @@ class AttemptStarted:
 class ResponseHeaders:
     """The attempt's response headers arrived: the first moment the server answered.
 
-    ``sent_ns`` is when the SDK handed this attempt's request, built, to the transport
-    (``perf_counter_ns``; None when the client does not stamp it, see :mod:`pipeline.client`).
+    ``sent_ns`` is when this attempt's request went to the socket (``perf_counter_ns``; None when
+    the client does not stamp it, see :mod:`pipeline.client`).
     """
 
     attempt: int

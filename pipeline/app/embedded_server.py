@@ -36,10 +36,10 @@ class EmbeddedServer(uvicorn.Server):
         yield  # the embedding program owns Ctrl+C
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound (not yet listening) TCP socket for ``host:port``; port 0 picks a free one."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
+def bind_socket(host: str, port: int, kind: type[socket.socket] = socket.socket) -> socket.socket:
+    """A bound (not yet listening) TCP socket of class ``kind`` for ``host:port``; port 0 picks a free one."""
+    family, socktype, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = kind(family, socktype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)

@@ -96,7 +96,7 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
     if result["p99_slot_wait_ms"] > 0:
         lines.append(_row("Slot wait P99 (ms, not in TTFT):", result["p99_slot_wait_ms"]))
     lines.append(_row("Dispatch P99 (ms, not in TTFT):", result["p99_dispatch_ms"]))
-    lines.append(_row("SDK request build P99 (ms, not in TTFT):", result["p99_request_build_ms"]))
+    lines.append(_row("SDK call to socket P99 (ms, not in TTFT):", result["p99_request_build_ms"]))
     lines.append(
         _row(
             "Event-loop lag P99 / max (ms):",

@@ -41,6 +41,7 @@ from pipeline.sink import SinkSpec
 from pipeline.source import Source
 from pipeline.stages.cost import CostStage
 from pipeline.stages.latency import LatencyStage
+from pipeline.wire_reader import prompt_reading, shared_reader
 
 NO_RESUME = ResumeSettings(mode="off", max_attempts=1)
 """A benchmark reports a failure as a failure: no retry hides it in a slower success."""
@@ -121,10 +122,15 @@ async def run_worker(
     settings, workload = plan.settings, plan.workload
     slots = max(1, plan.share(settings.slots(plan.point)))
     ssl_context = httpx2.create_ssl_context()
+    reader = shared_reader()
     clients = [
         # Each pool may still grow to every slot: round-robin spreads requests, never queues them.
         make_client(
-            api_key=plan.api_key, base_url=plan.base_url, max_connections=slots, ssl_context=ssl_context
+            api_key=plan.api_key,
+            base_url=plan.base_url,
+            max_connections=slots,
+            ssl_context=ssl_context,
+            wire_reader=reader,
         )
         for _ in range(min(MAX_CLIENTS, -(-slots // CONNECTIONS_PER_CLIENT)))
     ]
@@ -173,11 +179,12 @@ async def run_worker(
         start_ns = await ready()
         sampler = LoopLagSampler()
         budget = _budget(plan, 0 if settings.open_loop else warmup)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sampler.run)
-            tg.start_soon(_stop_on, stopper, budget, tg.cancel_scope)
-            await _load(plan, measured, budget, start_ns)
-            tg.cancel_scope.cancel()
+        with prompt_reading():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sampler.run)
+                tg.start_soon(_stop_on, stopper, budget, tg.cancel_scope)
+                await _load(plan, measured, budget, start_ns)
+                tg.cancel_scope.cancel()
         gc.unfreeze()
     out.cancelled = budget.cancelled
     out.loop_lag = list(sampler.samples)

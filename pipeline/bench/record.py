@@ -2,8 +2,8 @@
 
 Timings come from :class:`~pipeline.stages.latency.LatencyStage` and cost from
 :class:`~pipeline.stages.cost.CostStage`; :class:`RecordStage` only notes what they do not keep
-(each attempt's request id and status, and when the first attempt was begun and handed to the
-transport), reading items, never re-timing them.
+(each attempt's request id and status, and when the first attempt was begun and sent), reading
+items, never re-timing them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class RequestRecord:
     """Everything the results need about one request; times in seconds unless named ``_ns``.
 
     ``start_ns`` is when the stream started (``StreamContext.started_ns``), ``sent_ns`` when its
-    first attempt called the SDK and ``transport_ns`` when the SDK handed that request to the
-    transport: the latency clock's zero. ``scheduled_ns`` is when an open loop meant to send it,
+    first attempt called the SDK and ``transport_ns`` when that request went to the socket: the
+    latency clock's zero. ``scheduled_ns`` is when an open loop meant to send it,
     ``released_ns`` when the sender actually woke for it and ``slot_ns`` when it got a
     concurrency slot. All ``_ns`` are ``time.perf_counter_ns()``, one
     clock for every process on the machine, so several workers' records merge.

@@ -1,12 +1,13 @@
 """The measurement checked against the simulator's ground truth.
 
-The simulator stamps each event with ``time.perf_counter_ns()`` just before writing it; on Linux
-that clock is ``CLOCK_MONOTONIC``, shared by every process on the machine, so the client's and
-the server's stamps compare directly. A request's measurement error is client TTFT − server TTFT
-(server: the request's first bytes arrived → first ``content_block_delta`` written): what the
-client adds by sending the request (``send``: clock start, the request handed to the transport →
-its first bytes at the server: connection checkout, the write, loopback, the server's socket
-read) and by reading, parsing and stamping the response (``receive``).
+The simulator stamps each event with ``time.perf_counter_ns()`` just before writing it, and a
+request with its first bytes' arrival at its socket (the kernel's stamp); on Linux that clock is
+``CLOCK_MONOTONIC``, shared by every process on the machine, so the client's and the server's
+stamps compare directly. A request's measurement error is client TTFT − server TTFT (server: the
+request's first bytes arrived → first ``content_block_delta`` written): what the client adds by
+sending the request (``send``: clock start, just before the first byte went to the socket → its
+arrival at the server's) and by receiving the response (``receive``: the server's write → the
+arrival, at the client's socket, of the chunk that completed the first delta).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ server's signal capture is disabled so an embedding program keeps its own Ctrl+C
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -16,23 +17,32 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
+from pipeline.wire import StampedListener, StampedSocket, accepted
 
 from ._app import RECEIVED_NS, SimState, create_app
 from ._settings import SimulatorSettings
 
 
 class _StampedProtocol(HttpToolsProtocol):
-    """Stamps each request with the arrival of its first bytes, before parsing or scheduling.
+    """Stamps each request with the kernel's arrival time of its first bytes (:mod:`pipeline.wire`).
 
     The handler starts a loop turn or more later (tens of microseconds idle, milliseconds when the
-    server is busy); that wait is the server's, so its TTFT (the ground truth) must include it.
-    The stamp reaches the app in the ASGI scope's extensions (:data:`RECEIVED_NS`).
+    server is busy), and the read itself may come late; that wait is the server's, so its TTFT (the
+    ground truth) must include it. The stamp reaches the app in the ASGI scope's extensions
+    (:data:`RECEIVED_NS`).
     """
 
     _arrived_ns = 0
+    _wire: StampedSocket | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        self._wire = accepted(sock.fileno()) if sock is not None else None
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self._arrived_ns = time.perf_counter_ns()
+        wire = self._wire
+        self._arrived_ns = wire.received_ns if wire is not None else time.perf_counter_ns()
         super().data_received(data)
 
     def on_message_begin(self) -> None:
@@ -69,7 +79,7 @@ async def open_simulator(
     """
     app = create_app(settings)
     state: SimState = app.state.sim
-    sock = bind_socket(host, port)
+    sock = bind_socket(host, port, StampedListener)
     config = uvicorn.Config(
         app,
         log_config=None,

@@ -1,10 +1,10 @@
 """Latency meter: a stream's timings from the receive stamps the source put on each item.
 
 Definitions follow ``reference/metrics.md``; every figure is in seconds from the moment the first
-attempt's request, built, was handed to the transport (``ResponseHeaders.sent_ns``, stamped by the
-client of :mod:`pipeline.client`). Neither the runner's start-up nor the SDK's request building
-(about a millisecond of client CPU, more when the loop is busy) counts as the server's time; the
-transport's connection set-up and the write do. Without that stamp (a client built elsewhere, or
+attempt's request went to the socket (``ResponseHeaders.sent_ns``, stamped by the client of
+:mod:`pipeline.client`). Neither the runner's start-up nor the SDK's request building (about a
+millisecond of client CPU, more when the loop is busy) nor a wait for a pooled connection counts
+as the server's time. Without that stamp (a client built elsewhere, or
 an attempt that never got headers) the zero is the first attempt's ``AttemptStarted`` stamp, just
 before the SDK call, and failing that ``ctx.started_ns``:
 

@@ -54,7 +54,7 @@ async def test_run_writes_results_requests_and_plot(tmp_path: Path) -> None:
         assert line["start_ns"] <= line["sent_ns"] <= line["transport_ns"]
         assert line["request_build"] == (line["transport_ns"] - line["sent_ns"]) / 1e9
         assert line["ttft_from_call"] == pytest.approx(line["ttft"] + line["request_build"])
-        assert line["ttft_error_send"] > 0  # the server got the request after the client handed it over
+        assert line["ttft_error_send"] > 0  # the server got the request after the client sent it
     assert result["p99_request_build_ms"] > 0
     assert result["median_ttft_from_call_ms"] > result["median_ttft_ms"]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,9 +1,9 @@
 """The stamps TTFT is measured between, checked against the simulator's own: never before the truth.
 
-The client's clock starts when the SDK hands the built request to the transport, and each event is
-stamped when the bytes completing it came off the transport; the simulator stamps a request when
-its first bytes arrive. Causality bounds every one: the hand-off precedes the server's receipt,
-and no event can arrive before the server wrote it.
+The client's clock starts just before the request's first byte goes to the socket, and each event
+is stamped with the kernel's arrival time of the bytes completing it; the simulator stamps a
+request when its first bytes arrive. Causality bounds every one: the send precedes the server's
+receipt, and no event can arrive before the server wrote it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REQUEST: dict[str, Any] = {
 
 
 async def test_the_stamps_bracket_the_servers_truth() -> None:
-    """AttemptStarted ≤ hand-off ≤ server receipt, and each event's stamp ≥ the server's write of it."""
+    """AttemptStarted ≤ send ≤ server receipt, and each event's stamp ≥ the server's write of it."""
     settings = SimulatorSettings(scenario="report", ttft_ms=20, tokens_per_s=2000)
     async with open_simulator(settings) as sim:
         client = make_client(api_key="test", base_url=sim.base_url, max_connections=1)

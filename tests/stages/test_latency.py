@@ -104,7 +104,7 @@ def test_headers_gaps_tpot_and_end_to_end() -> None:
 
 
 def test_the_clock_starts_when_the_request_reached_the_transport() -> None:
-    """The SDK's request building (AttemptStarted → hand-off) is client time, kept out of every figure."""
+    """The SDK's request building (AttemptStarted → the send) is client time, kept out of every figure."""
     stream = [
         Item("s1", AttemptStarted(1, "initial", "start"), START),
         Item("s1", ResponseHeaders(1, "req_1", 200, sent_ns=START + MS), START + 3 * MS),
@@ -117,7 +117,7 @@ def test_the_clock_starts_when_the_request_reached_the_transport() -> None:
 
 
 def test_without_a_hand_off_stamp_the_clock_starts_at_the_attempt() -> None:
-    """A client that does not stamp the hand-off: the zero is AttemptStarted, just before the SDK call."""
+    """A client that does not stamp the send: the zero is AttemptStarted, just before the SDK call."""
     stream = [
         Item("s1", AttemptStarted(1, "initial", "start"), START + MS),
         Item("s1", ResponseHeaders(1, "req_1", 200), START + 3 * MS),
