@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import os
 import select
 import sys
 import threading
@@ -166,6 +167,9 @@ class WireReader:
 def shared_reader() -> WireReader | None:
     """The process's one reading thread; None where the kernel does not stamp arrivals (not Linux)."""
     return WireReader() if STAMPED else None
+
+
+os.register_at_fork(after_in_child=shared_reader.cache_clear)  # a forked child has no thread running
 
 
 @contextmanager
