@@ -27,9 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 import anyio
 
@@ -54,6 +54,59 @@ def encode_frame(frame_id: int, event: str, data: Any) -> bytes:
     except UnicodeEncodeError:  # a lone surrogate from an escaped one in the API's JSON
         body = json.dumps(data, separators=(",", ":")).encode()
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (frame_id, event.encode(), body)
+
+
+C = TypeVar("C")
+
+
+class Batch(NamedTuple, Generic[C]):
+    """What one read of a log gives a connection: frames to send, and its cursor once they are sent."""
+
+    frames: list[bytes]
+    cursor: C
+    reset: bool
+    """The cursor named no frame the log holds: ``frames`` starts with a ``reset`` carrying the snapshot."""
+
+
+class FrameLog(Protocol[C]):
+    """The reader side of a log, all one browser connection needs: a cursor, frames after it, a wake-up.
+
+    :class:`StreamLog` (cursor: its frame ids) and a serve replica's mirror of a Redis log (cursor:
+    the log ids ``<seq>-<epoch>``) both meet it, so one connection loop serves both.
+    """
+
+    @property
+    def changed(self) -> anyio.Event:
+        """Set when the log grows, ends or closes (then replaced)."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def wake(self) -> None:
+        """Wakes every reader waiting on :attr:`changed` (heartbeats and lifetimes need it too)."""
+        ...
+
+    def cursor(self, raw: str | None) -> C:
+        """The cursor a ``Last-Event-ID`` (or ``?after=``) names; malformed: the start."""
+        ...
+
+    def read(self, cursor: C, max_bytes: int) -> Batch[C]:
+        """Frames after ``cursor``, stopping once ``max_bytes`` is reached (always at least one)."""
+        ...
+
+
+def fill(out: list[bytes], frames: Iterable[bytes], max_bytes: int) -> int:
+    """Appends ``frames`` to ``out`` until it holds ``max_bytes``; how many were taken."""
+    size = sum(map(len, out))
+    taken = 0
+    for frame in frames:
+        if size >= max_bytes:
+            break
+        out.append(frame)
+        size += len(frame)
+        taken += 1
+    return taken
 
 
 def _payload(event: Any) -> dict[str, Any]:
@@ -112,6 +165,24 @@ class StreamLog:
         if start < 0:
             return True, list(self.frames)
         return False, self.frames[start:]
+
+    def cursor(self, raw: str | None) -> int:
+        """A frame id; anything malformed or beyond the log means from the start."""
+        if raw is None or not raw.strip().isdecimal():
+            return 0
+        cursor = int(raw)
+        return cursor if cursor <= self.last_id else 0
+
+    def read(self, cursor: int, max_bytes: int) -> Batch[int]:
+        """See :class:`FrameLog`; a cursor older than the log gets the snapshot as of its tail."""
+        evicted, frames = self.after(cursor)
+        out: list[bytes] = []
+        if evicted:
+            # The snapshot is the message as of the tail; an ended log's ``end`` frame still follows.
+            cursor = self.last_id - (self.ended is not None)
+            out.append(encode_frame(cursor, "reset", {"message": self.snapshot()}))
+            _, frames = self.after(cursor)
+        return Batch(out, cursor + fill(out, frames, max_bytes), evicted)
 
     def text(self) -> str:
         """The text of all text blocks so far, as the log's frames carry it."""

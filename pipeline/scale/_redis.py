@@ -35,6 +35,7 @@ from typing import Any
 
 import coredis
 from coredis.exceptions import StreamDuplicateConsumerGroupError
+from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
 from coredis.tokens import PureToken
 
 from pipeline.errors import ConfigError
@@ -42,6 +43,9 @@ from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lo
 from pipeline.scale.settings import RedisConfig
 
 GROUP = "workers"
+HIDE_LOST = ConstantRetryPolicy((coredis.exceptions.ConnectionError, TimeoutError), retries=2, delay=0.01)
+"""coredis's own default: a command whose connection broke is sent again on a new one."""
+
 DEAD_MAXLEN = 10_000
 """The dead-letter stream keeps about this many entries (approximate trim): a record, not a store."""
 
@@ -155,10 +159,15 @@ class Keys:
 
 
 @asynccontextmanager
-async def open_redis(config: RedisConfig) -> AsyncIterator[coredis.Redis[bytes]]:
-    """A client whose pool waits when exhausted; one line and :class:`ConfigError` if Redis is not there."""
+async def open_redis(config: RedisConfig, *, hide_lost: bool = True) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A client whose pool waits when exhausted; one line and :class:`ConfigError` if Redis is not there.
+
+    coredis retries a command whose connection was lost, on a new one (``hide_lost``); a reader that
+    must know when Redis went away (it may have come back without its last writes) turns that off.
+    """
+    policy = HIDE_LOST if hide_lost else NoRetryPolicy()
     client: coredis.Redis[bytes] = coredis.Redis.from_url(
-        config.url, decode_responses=False, connect_timeout=5.0, max_connections=256
+        config.url, decode_responses=False, connect_timeout=5.0, max_connections=256, retry_policy=policy
     )
     try:
         async with client:
@@ -307,9 +316,57 @@ class RedisEventLog:
         start = f"({after}" if after else "-"
         return [to_entry(entry) for entry in await self.redis.xrange(self.keys.log(job_id), start, "+")]
 
+    async def has(self, job_id: str, entry_id: str) -> bool:
+        return bool(await self.redis.xrange(self.keys.log(job_id), entry_id, entry_id, count=1))
+
     async def status(self, job_id: str) -> dict[str, str]:
         fields = await self.redis.hgetall(self.keys.job(job_id))
         return {_text(k): _text(v) for k, v in fields.items()}
+
+
+class RedisLogTail:
+    """:class:`~pipeline.scale.protocols.LogTail`: one ``XREAD BLOCK`` over every followed log.
+
+    ``blocking`` is a client only this tail uses, one read at a time, so a replica holds one
+    blocked connection whatever its number of browsers; opened with ``hide_lost=False``, since a
+    lost connection means Redis may be back without tails the replica has. The read also covers a
+    small stream of the replica's own, ``P:replica:<name>:wake``: :meth:`interrupt` adds to it, so
+    a read re-issued with a new set of logs never waits out its block with the old one. Unlike
+    ``CLIENT UNBLOCK``, that cannot race a read not yet sent: the read asks for entries after the
+    last one it saw, and gets the new one at once.
+    """
+
+    WAKE_TTL_S = 3600
+    """A replica's wake stream (one entry) outlives its last interrupt by this long."""
+
+    def __init__(
+        self, blocking: coredis.Redis[bytes], redis: coredis.Redis[bytes], config: RedisConfig, name: str
+    ) -> None:
+        self.blocking = blocking
+        self.redis = redis
+        self.keys = Keys(config.prefix)
+        self.wake_key = f"{config.prefix}:replica:{name}:wake"
+        self._wake_id = "0-0"
+
+    async def read(self, after: Mapping[str, str], count: int, block_s: float) -> dict[str, list[LogEntry]]:
+        streams = {self.keys.log(job_id): entry_id for job_id, entry_id in after.items()}
+        streams[self.wake_key] = self._wake_id
+        reply = await self.blocking.xread(streams, count=count, block=max(1, int(block_s * 1000)))
+        found: dict[str, list[LogEntry]] = {}
+        for key, entries in (reply or {}).items():
+            name = _text(key)
+            if name == self.wake_key:
+                self._wake_id = _text(entries[-1].identifier)
+            else:
+                found[self.keys.job_id(name)] = [to_entry(entry) for entry in entries]
+        return found
+
+    async def interrupt(self) -> None:
+        await self.redis.xadd(self.wake_key, {"w": "1"}, trim_strategy=PureToken.MAXLEN, threshold=1)
+        await self.redis.expire(self.wake_key, self.WAKE_TTL_S)
+
+    async def close(self) -> None:
+        await self.redis.delete([self.wake_key])
 
 
 def to_entry(entry: Any) -> LogEntry:

@@ -124,4 +124,23 @@ class EventLog(Protocol):
 
     async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]: ...
 
+    async def has(self, job_id: str, entry_id: str) -> bool:
+        """Whether the log holds an entry with this id (a browser's cursor may name a lost one)."""
+        ...
+
     async def status(self, job_id: str) -> dict[str, str]: ...
+
+
+class LogTail(Protocol):
+    """A blocking read over many logs at once: a serve replica's one reader for every log it follows."""
+
+    async def read(self, after: Mapping[str, str], count: int, block_s: float) -> dict[str, list[LogEntry]]:
+        """Entries after each job's id (``0-0``: from the start), up to ``count`` per log; waits up
+        to ``block_s`` for some, or until :meth:`interrupt`."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Makes a read under way (or the next one) return at once: the set of logs changed."""
+        ...
+
+    async def close(self) -> None: ...

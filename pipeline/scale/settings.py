@@ -44,17 +44,23 @@ class RedisConfig(Strict):
 
 def load_scale_config(path: Path | None) -> tuple[RunConfig, RedisConfig]:
     """The run config and its ``[redis]`` section; ``None`` gives the defaults of both."""
+    config, redis = read_scale_config(path)
+    return config, redis or RedisConfig()
+
+
+def read_scale_config(path: Path | None) -> tuple[RunConfig, RedisConfig | None]:
+    """The run config, and its ``[redis]`` section if it has one (``rillet serve`` is then a replica)."""
     if path is None:
-        return RunConfig(), RedisConfig()
+        return RunConfig(), None
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    section = data.pop("redis", {})
+    section = data.pop("redis", None)
     try:
-        redis = RedisConfig.model_validate(section)
+        redis = None if section is None else RedisConfig.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(f"{path}: [redis]", exc)) from None
     return parse_config(data, path), redis

@@ -7,17 +7,20 @@ from pipeline.serve._app import create_app
 from pipeline.serve._errors import Busy
 from pipeline.serve._registry import RegistryStatistics, StreamEntry, StreamRegistry
 from pipeline.serve._render import render_markdown
+from pipeline.serve._replica import Replica, open_replica
 from pipeline.serve._server import Server, open_server
 from pipeline.serve._settings import ServeSettings
 
 __all__ = [
     "Busy",
     "RegistryStatistics",
+    "Replica",
     "ServeSettings",
     "Server",
     "StreamEntry",
     "StreamRegistry",
     "create_app",
+    "open_replica",
     "open_server",
     "render_markdown",
 ]

@@ -9,6 +9,7 @@ ended, the report as sanitised HTML). Errors are JSON ``{"error": one line}``.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from importlib import resources
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.serve._errors import Busy, refusal
-from pipeline.serve._events import EventsEndpoint
+from pipeline.serve._events import EventsEndpoint, Streams
 from pipeline.serve._registry import StreamEntry, StreamRegistry
 from pipeline.serve._render import render_markdown
 from pipeline.serve._security import Guard
@@ -102,12 +103,23 @@ async def _no_icon(request: Request) -> Response:
     return Response(status_code=204, headers={"cache-control": "max-age=86400"})
 
 
-class Api:
-    """The JSON endpoints, over the registry."""
+class JsonApi(ABC):
+    """The JSON endpoints; what starting, watching and stopping a stream mean is the subclass's."""
 
-    def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
-        self.registry = registry
+    def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
+
+    @abstractmethod
+    async def launch(self, request: dict[str, Any]) -> str:
+        """Starts a stream for the API request; its id. Raises :class:`Busy` when it cannot."""
+
+    @abstractmethod
+    async def status(self, request: Request) -> Response:
+        """``GET /api/streams/{id}``: the stream's state and text so far."""
+
+    @abstractmethod
+    async def cancel(self, request: Request) -> Response:
+        """``POST /api/streams/{id}/cancel``."""
 
     async def create(self, request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -122,26 +134,12 @@ class Api:
         if new.simulator is not None and not self.settings.simulated:
             return refusal(400, "simulator: only accepted when serving the built-in simulator")
         try:
-            entry = self.registry.start(self._request(new))
+            stream_id = await self.launch(self._request(new))
         except Busy as exc:
             return refusal(429, str(exc))
-        status_url = f"/api/streams/{entry.stream_id}"
-        created = {"id": entry.stream_id, "events_url": f"{status_url}/events", "status_url": status_url}
+        status_url = f"/api/streams/{stream_id}"
+        created = {"id": stream_id, "events_url": f"{status_url}/events", "status_url": status_url}
         return JSONResponse(created, status_code=201, headers={"location": status_url})
-
-    async def status(self, request: Request) -> Response:
-        entry = self._entry(request)
-        if entry is None:
-            return refusal(404, "no such stream (it may have expired)")
-        return JSONResponse(self._state(entry))
-
-    async def cancel(self, request: Request) -> Response:
-        entry = self._entry(request)
-        if entry is None:
-            return refusal(404, "no such stream (it may have expired)")
-        entry.cancel()
-        state = "running" if entry.running else "ended"
-        return JSONResponse({"id": entry.stream_id, "state": state}, status_code=202)
 
     async def _body(self, request: Request) -> bytes | Response:
         limit = self.settings.max_body_bytes
@@ -171,6 +169,31 @@ class Api:
         if new.simulator is not None:
             request["extra_headers"] = new.simulator.headers()
         return request
+
+
+class Api(JsonApi):
+    """The JSON endpoints over the streams this server runs."""
+
+    def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
+        super().__init__(settings)
+        self.registry = registry
+
+    async def launch(self, request: dict[str, Any]) -> str:
+        return self.registry.start(request).stream_id
+
+    async def status(self, request: Request) -> Response:
+        entry = self._entry(request)
+        if entry is None:
+            return refusal(404, "no such stream (it may have expired)")
+        return JSONResponse(self._state(entry))
+
+    async def cancel(self, request: Request) -> Response:
+        entry = self._entry(request)
+        if entry is None:
+            return refusal(404, "no such stream (it may have expired)")
+        entry.cancel()
+        state = "running" if entry.running else "ended"
+        return JSONResponse({"id": entry.stream_id, "state": state}, status_code=202)
 
     def _entry(self, request: Request) -> StreamEntry | None:
         return self.registry.get(request.path_params["stream_id"])
@@ -215,8 +238,12 @@ class _Dispatch:
 
 
 def create_app(registry: StreamRegistry, settings: ServeSettings) -> ASGIApp:
-    """The whole app, behind the :class:`~pipeline.serve._security.Guard`."""
-    api = Api(registry, settings)
+    """The app over the streams this server runs, behind the :class:`~pipeline.serve._security.Guard`."""
+    return build_app(Api(registry, settings), registry, settings)
+
+
+def build_app(api: JsonApi, streams: Streams, settings: ServeSettings) -> ASGIApp:
+    """The page, ``api``'s endpoints and the events endpoint over ``streams``, behind the guard."""
     routes = [_static(path, file, media_type) for path, (file, media_type) in STATIC.items()]
     routes += [
         Route("/favicon.ico", _no_icon, methods=["GET"]),
@@ -224,7 +251,7 @@ def create_app(registry: StreamRegistry, settings: ServeSettings) -> ASGIApp:
         Route("/api/streams/{stream_id}", api.status, methods=["GET"]),
         Route("/api/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
     ]
-    app: ASGIApp = _Dispatch(Starlette(routes=routes), EventsEndpoint(registry, settings))
+    app: ASGIApp = _Dispatch(Starlette(routes=routes), EventsEndpoint(streams, settings))
     if settings.cors_origins:
         app = CORSMiddleware(
             app,

@@ -2,9 +2,11 @@
 
 The loop sends everything after the cursor, then waits for the log to grow: replay after a
 reconnect and live delivery are the same loop. The cursor is ``Last-Event-ID`` (EventSource sends
-it on every reconnect), else ``?after=N`` (a reloaded page), else 0; the header wins, since the URL
-of a reconnect still carries the old ``after``. A cursor older than the retained log gets a
-``reset`` frame with the accumulated message and moves to the log's tail.
+it on every reconnect), else ``?after=N`` (a reloaded page), else the start; the header wins, since
+the URL of a reconnect still carries the old ``after``. What a cursor is belongs to the log
+(:class:`~sinks.sse_log.FrameLog`): a frame id for ``rillet serve``'s own streams, a Redis log id
+on a replica. A cursor that names no frame the log holds (evicted, or lost with a Redis crash) gets
+a ``reset`` frame with the accumulated message and moves to the log's tail.
 
 The connection ends when the stream's ``end`` frame is sent (a later reconnect gets 204, which
 stops EventSource), when the browser leaves (noticed through ``receive()``: uvicorn's ``send`` stays
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import anyio
@@ -29,9 +33,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from pipeline.serve._errors import Busy, refusal
-from pipeline.serve._registry import Reader, StreamRegistry
+from pipeline.serve._readers import Reader
 from pipeline.serve._settings import ServeSettings
-from sinks.sse_log import StreamLog, encode_frame
+from sinks.sse_log import FrameLog
 
 CHUNK_BYTES = 64 * 1024
 """At most this much per send: uvicorn pauses a writer past 64 KiB buffered, which bounds a slow reader."""
@@ -59,20 +63,32 @@ if not any(isinstance(f, _QuietAbandon) for f in _uvicorn_logger.filters):
     _uvicorn_logger.addFilter(_QuietAbandon())
 
 
-def parse_cursor(last_event_id: str | None, after: str | None, log: StreamLog) -> int:
-    """The cursor the client asks for; anything malformed or beyond the log means from the start."""
-    raw = last_event_id if last_event_id is not None else after
-    if raw is None or not raw.strip().isdecimal():
-        return 0
-    cursor = int(raw)
-    return cursor if cursor <= log.last_id else 0
+class Entry(Protocol):
+    """A stream as an events request sees it: its log, and the connections counted against it."""
+
+    @property
+    def log(self) -> FrameLog[Any]: ...
+
+    connections: int
+
+
+class Streams(Protocol):
+    """Where the events endpoint finds streams: the server's own registry, or a replica's Redis logs."""
+
+    def open(self, stream_id: str, last_event_id: str | None) -> AbstractAsyncContextManager[Entry | None]:
+        """The stream, held for the request (a replica follows its log meanwhile); None if unknown."""
+        ...
+
+    def connection(self, entry: Any, *, resumed: bool) -> AbstractContextManager[Reader]:
+        """Counts a reader in while inside; raises :class:`Busy` past a limit."""
+        ...
 
 
 @dataclass(slots=True)
 class _Connection:
     send: Send
-    log: StreamLog
-    cursor: int
+    log: FrameLog[Any]
+    cursor: Any
     settings: ServeSettings
     reader: Reader
     left: bool = False
@@ -88,27 +104,16 @@ class _Connection:
         last_sent = now()
         out = [b"retry: %d\n\n" % settings.retry_ms]
         while True:
-            evicted, frames = log.after(self.cursor)
-            if evicted:
-                # The snapshot is the message as of the tail; an ended log's ``end`` frame still follows.
-                self.cursor = log.last_id - (log.ended is not None)
-                out.append(encode_frame(self.cursor, "reset", {"message": log.snapshot()}))
-                _, frames = log.after(self.cursor)
-            size = sum(map(len, out))
-            taken = 0
-            for frame in frames:
-                if size >= CHUNK_BYTES:
-                    break
-                out.append(frame)
-                size += len(frame)
-                taken += 1
+            batch = log.read(self.cursor, CHUNK_BYTES)
+            reader.tally.resets += batch.reset
+            out += batch.frames
             if not out and not log.finished and now() - last_sent >= settings.heartbeat_s:
                 out.append(b":\n\n")
             if out:
                 reader.sending_since = last_sent = now()
                 await self.send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 reader.sending_since = None
-                self.cursor += taken
+                self.cursor = batch.cursor
                 out = []
                 continue
             if log.finished or now() >= lifetime_end:
@@ -129,31 +134,31 @@ class EventsEndpoint:
     """A raw ASGI endpoint, outside Starlette's stack: it owns every send and the disconnect, and
     with hundreds of readers each send's cost counts (Starlette's wrappers added about a tenth)."""
 
-    def __init__(self, registry: StreamRegistry, settings: ServeSettings) -> None:
-        self._registry = registry
+    def __init__(self, streams: Streams, settings: ServeSettings) -> None:
+        self._streams = streams
         self._settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        entry = self._registry.get(scope["path_params"]["stream_id"])
-        if entry is None:
-            await refusal(404, "no such stream (it may have expired)")(scope, receive, send)
-            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         last_event_id = headers.get("last-event-id")
-        after = _query_value(scope, "after")
-        log = entry.log
-        cursor = parse_cursor(last_event_id, after, log)
-        if log.finished and cursor >= log.last_id:
-            await Response(status_code=204)(scope, receive, send)
-            return
+        raw = last_event_id if last_event_id is not None else _query_value(scope, "after")
         try:
-            with self._registry.connection(entry, resumed=last_event_id is not None) as reader:
-                await self._stream(entry.log, cursor, reader, receive, send)
+            async with self._streams.open(scope["path_params"]["stream_id"], raw) as entry:
+                if entry is None:
+                    await refusal(404, "no such stream (it may have expired)")(scope, receive, send)
+                    return
+                log = entry.log
+                cursor = log.cursor(raw)
+                if log.finished and not log.read(cursor, 1).frames:
+                    await Response(status_code=204)(scope, receive, send)
+                    return
+                with self._streams.connection(entry, resumed=last_event_id is not None) as reader:
+                    await self._stream(log, cursor, reader, receive, send)
         except Busy as exc:
             await refusal(503, str(exc))(scope, receive, send)
 
     async def _stream(
-        self, log: StreamLog, cursor: int, reader: Reader, receive: Receive, send: Send
+        self, log: FrameLog[Any], cursor: Any, reader: Reader, receive: Receive, send: Send
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
         connection = _Connection(send, log, cursor, self._settings, reader)

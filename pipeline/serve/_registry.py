@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from anyio.abc import TaskGroup
 
 from pipeline.runner import Pipeline, StreamRun
 from pipeline.serve._errors import Busy
+from pipeline.serve._readers import Reader, Readers
 from pipeline.serve._settings import ServeSettings
 from sinks.sse_log import SseLogSink, StreamLog
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(eq=False, slots=True)
-class Reader:
-    """One connection reading a stream; the registry stops it at shutdown, or cuts it when its send stalls.
-
-    The reader stamps ``sending_since`` around each send: one watchdog checking every reader
-    costs less than a timeout scope around each of thousands of sends a second.
-    """
-
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    sending_since: float | None = None
-    stalled: bool = False
 
 
 @dataclass(slots=True)
@@ -73,6 +60,7 @@ class RegistryStatistics:
     connections_total: int
     resumed_total: int
     stalled_total: int
+    resets_total: int
 
 
 class StreamRegistry:
@@ -86,13 +74,11 @@ class StreamRegistry:
         self._settings = settings
         self._task_group = task_group
         self._entries: dict[str, StreamEntry] = {}
-        self._readers: set[Reader] = set()
-        self._housekeeping = anyio.CancelScope()
-        self._connections_total = 0
-        self._resumed_total = 0
-        self._stalled_total = 0
-        self.closing = False
-        task_group.start_soon(self._housekeep, name="serve housekeeping")
+        self._readers = Readers(settings, task_group, self._logs)
+
+    @property
+    def closing(self) -> bool:
+        return self._readers.closing
 
     def start(self, request: dict[str, Any]) -> StreamEntry:
         """Starts a stream; raises :class:`Busy` past ``max_running_streams`` or ``max_streams``."""
@@ -119,43 +105,30 @@ class StreamRegistry:
         self._expire()
         return self._entries.get(stream_id)
 
-    @contextmanager
-    def connection(self, entry: StreamEntry, *, resumed: bool) -> Iterator[Reader]:
+    @asynccontextmanager
+    async def open(self, stream_id: str, last_event_id: str | None) -> AsyncIterator[StreamEntry | None]:
+        """The stream for one events request (:class:`~pipeline.serve._events.Streams`)."""
+        yield self.get(stream_id)
+
+    def connection(self, entry: StreamEntry, *, resumed: bool) -> AbstractContextManager[Reader]:
         """Counts a reader in while inside; raises :class:`Busy` past a limit."""
-        if self.closing:
-            raise Busy("the server is shutting down")
-        limit = self._settings.max_connections_per_stream
-        if entry.connections >= limit:
-            raise Busy(f"too many connections to this stream (at most {limit})")
-        if len(self._readers) >= self._settings.max_connections:
-            raise Busy(f"too many connections (at most {self._settings.max_connections})")
-        reader = Reader()
-        self._connections_total += 1
-        self._resumed_total += resumed
-        entry.connections += 1
-        self._readers.add(reader)
-        try:
-            yield reader
-        finally:
-            self._readers.discard(reader)
-            entry.connections -= 1
+        return self._readers.connection(entry, resumed=resumed)
 
     def statistics(self) -> RegistryStatistics:
+        tally = self._readers.tally
         return RegistryStatistics(
             streams=len(self._entries),
             running=sum(entry.running for entry in self._entries.values()),
-            connections=len(self._readers),
-            connections_total=self._connections_total,
-            resumed_total=self._resumed_total,
-            stalled_total=self._stalled_total,
+            connections=len(self._readers.active),
+            connections_total=tally.connections,
+            resumed_total=tally.resumed,
+            stalled_total=tally.stalled,
+            resets_total=tally.resets,
         )
 
     def close(self) -> None:
         """Shutdown: readers end their responses, running streams are cancelled (their text is kept)."""
-        self.closing = True
-        self._housekeeping.cancel()
-        for reader in list(self._readers):
-            reader.scope.cancel()
+        self._readers.close()
         for entry in self._entries.values():
             if entry.running:
                 entry.run.cancel("the server is shutting down")
@@ -169,23 +142,8 @@ class StreamRegistry:
         finally:
             entry.ended_at = time.monotonic()
 
-    async def _housekeep(self) -> None:
-        """Cuts stalled readers, and wakes idle ones so they send heartbeats and end at their lifetime."""
-        settings = self._settings
-        period = max(0.01, min(settings.heartbeat_s, settings.send_timeout_s) / 4)
-        with self._housekeeping:
-            while True:
-                await anyio.sleep(period)
-                stalled_before = time.monotonic() - settings.send_timeout_s
-                for reader in self._readers:
-                    since = reader.sending_since
-                    if since is not None and since < stalled_before and not reader.stalled:
-                        reader.stalled = True
-                        self._stalled_total += 1
-                        reader.scope.cancel()
-                for entry in self._entries.values():
-                    if not entry.log.finished:
-                        entry.log.wake()
+    def _logs(self) -> Iterator[StreamLog]:
+        return (entry.log for entry in self._entries.values())
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self._settings.stream_ttl_s

@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import anyio
-import uvicorn
 from anthropic import AsyncAnthropic
 
-from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
 from pipeline.runner import Pipeline
 from pipeline.serve._app import create_app
 from pipeline.serve._registry import StreamRegistry
 from pipeline.serve._settings import ServeSettings
+from pipeline.serve._uvicorn import serving_app
 from pipeline.sink import Buffer, SinkSpec
 from pipeline.stages import StageFactory
 from sinks.sse_log import SseLogSink
@@ -58,35 +57,6 @@ async def open_server(
     specs = [SinkSpec(sink, SSE_BUFFER), *sinks]
     async with Pipeline(client, stages=stages, sinks=specs) as pipeline, anyio.create_task_group() as streams:
         registry = StreamRegistry(pipeline, sink, settings, streams)
-        config = uvicorn.Config(
-            create_app(registry, settings),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            backlog=4096,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=settings.graceful_shutdown_s,
-        )
-        server = EmbeddedServer(config, registry.close)
-        if sock is None:
-            sock = bind_socket(settings.host, settings.port)
-
-        async def serve() -> None:
-            try:
-                await server.serve([sock])
-            finally:
-                sock.close()
-                server.ready.set()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(serve)
-            try:
-                await server.ready.wait()
-                if not server.started:
-                    raise OSError(f"the server could not start on {settings.host}:{settings.port}")
-                yield Server(url_of(settings.host, sock.getsockname()[1]), registry, sink, settings)
-            finally:
-                server.should_exit = True
+        async with serving_app(create_app(registry, settings), settings, registry.close, sock) as url:
+            yield Server(url, registry, sink, settings)
         registry.close()

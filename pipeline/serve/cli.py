@@ -1,5 +1,8 @@
 """``rillet serve``: the browser view, until Ctrl+C or SIGTERM.
 
+With ``--redis URL`` (or a ``[redis]`` section in the config) the server is a replica: jobs go to
+the Redis queue for ``rillet worker`` processes, and every job's events are served from its log.
+
 The access token comes from the environment (``RILLET_SERVE_TOKEN``) or a file, never from the
 command line, where any local user could read it in the process list.
 """
@@ -19,12 +22,16 @@ import anyio
 from pipeline.app.build import build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
-from pipeline.config import RunConfig, load_config
+from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
+from pipeline.scale.metrics import ReplicaMetrics
+from pipeline.scale.settings import RedisConfig, read_scale_config
+from pipeline.serve._replica import open_replica
 from pipeline.serve._server import open_server
 from pipeline.serve._settings import ServeSettings
 from pipeline.sink import SinkSpec
 from pipeline.stages import StageFactory
+from sinks._server import MetricsServer
 
 TOKEN_ENV = "RILLET_SERVE_TOKEN"
 
@@ -51,6 +58,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="ORIGIN",
         help="a page origin allowed to call the API",
     )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="serve jobs from this Redis as a replica (wins over the config's [redis] url)",
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="a replica serves /metrics on this port (0: a free one)"
+    )
     serve.set_defaults(func=run)
 
 
@@ -65,7 +80,11 @@ def read_token(path: Path | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config, redis = read_scale_config(args.config)
+    if args.redis:
+        redis = (redis or RedisConfig()).model_copy(update={"url": args.redis})
+    if args.metrics_port is not None and redis is None:
+        raise ConfigError("--metrics-port: only a replica (--redis URL) serves /metrics")
     settings = ServeSettings(
         host=args.host,
         port=args.port,
@@ -75,7 +94,34 @@ def run(args: argparse.Namespace) -> int:
         model=config.request.model,
         max_tokens=config.request.max_tokens,
     )
+    if redis is not None:
+        return anyio.run(replica_until_stopped, settings, redis, args.metrics_port)
     return anyio.run(lambda: serve_until_stopped(settings, config, stages=build_stages(config)))
+
+
+async def replica_until_stopped(settings: ServeSettings, redis: RedisConfig, metrics_port: int | None) -> int:
+    """Serves jobs from Redis until SIGINT or SIGTERM; the jobs go on in their workers."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_replica(settings, redis) as replica:
+            metrics = None
+            if metrics_port is not None:
+                registry = ReplicaMetrics(replica.streams.counts).registry
+                metrics = MetricsServer(registry, "127.0.0.1", metrics_port)
+                host, port = metrics.address
+                print(f"rillet serve: metrics on http://{host}:{port}/metrics", file=sys.stderr)
+            try:
+                link = _link(replica.url, settings)
+                print(f"rillet serve: open {link} (a replica; Ctrl+C stops)", file=sys.stderr, flush=True)
+                async for _ in signals:
+                    break
+            finally:
+                if metrics is not None:
+                    metrics.close()
+    return 0
+
+
+def _link(url: str, settings: ServeSettings) -> str:
+    return f"{url}/?token={settings.token}" if settings.token else f"{url}/"
 
 
 async def serve_until_stopped(
@@ -96,8 +142,11 @@ async def serve_until_stopped(
                 timeout=config.api.timeout,
             )
             async with client, open_server(settings, client=client, stages=stages, sinks=sinks) as server:
-                link = f"{server.url}/?token={settings.token}" if settings.token else f"{server.url}/"
-                print(f"rillet serve: open {link} (Ctrl+C stops)", file=sys.stderr, flush=True)
+                print(
+                    f"rillet serve: open {_link(server.url, settings)} (Ctrl+C stops)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 async for _ in signals:
                     break
     return 0

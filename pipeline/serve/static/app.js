@@ -248,7 +248,8 @@
     view.note = "stopping…";
     showStatus();
     try {
-      await fetch(`/api/streams/${encodeURIComponent(view.id)}/cancel`, { method: "POST" });
+      const response = await fetch(`/api/streams/${encodeURIComponent(view.id)}/cancel`, { method: "POST" });
+      if (!response.ok) throw new Error((await response.json()).error);
     } catch (error) {
       view.note = `could not stop: ${error.message}`;
       stopButton.disabled = false;
