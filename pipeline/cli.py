@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +21,8 @@ from pipeline.serve import cli as serve_cli
 from pipeline.simulator import cli as simulator_cli
 
 USAGE_ERROR = 2
+SIGPIPE_STATUS = 128 + signal.SIGPIPE
+"""What a shell reports for a tool killed by SIGPIPE, which Python ignores and raises instead."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RilletError as exc:
         print(f"rillet: error: {exc}", file=sys.stderr)
         return 1
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        if not _only_broken_pipes(exc):
+            raise
+        # The reader left (`rillet jobs | head`): what it took was written; exit as a C tool would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout at exit
+        return SIGPIPE_STATUS
     return status
+
+
+def _only_broken_pipes(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_broken_pipes(inner) for inner in exc.exceptions)
+    return isinstance(exc, BrokenPipeError)
 
 
 if __name__ == "__main__":

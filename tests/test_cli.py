@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -167,3 +169,30 @@ def test_replay_passes_unknown_event_types_through(tmp_path: Path, fixtures_dir:
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     thought = next(event for event in events if event["type"] == "message_thought")
     assert thought["event"]["detail"] == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "sdk-basic_response.sse"],
+        ["bench", "--num-requests", "2", "--output-tokens", "8", "--warmup", "0", "--progress", "off"],
+    ],
+    ids=["replay", "bench"],
+)
+def test_a_reader_that_left_ends_the_command_quietly(
+    command: list[str], fixtures_dir: Path, tmp_path: Path, broken_pipe: TextIO
+) -> None:
+    """`rillet … | head`: the status a shell gives a tool killed by SIGPIPE, and no traceback."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    done = subprocess.run(
+        [*RILLET, *command],
+        cwd=fixtures_dir,
+        env=clean,
+        stdout=broken_pipe,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 128 + signal.SIGPIPE, done.stderr
+    assert "Traceback" not in done.stderr
