@@ -9,9 +9,22 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable, Generator
+from typing import Any
 
 import anyio
 import uvicorn
+
+
+def embedded_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for a server inside rillet: its logging, lifespan and backlog are rillet's."""
+    defaults: dict[str, Any] = {
+        "log_config": None,
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "off",
+        "backlog": 4096,
+    }
+    return uvicorn.Config(app, **(defaults | options))
 
 
 class EmbeddedServer(uvicorn.Server):

@@ -7,10 +7,9 @@ import socket
 from collections.abc import AsyncIterator, Callable
 
 import anyio
-import uvicorn
 from starlette.types import ASGIApp
 
-from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
+from pipeline.app.embedded_server import EmbeddedServer, bind_socket, embedded_config, url_of
 from pipeline.serve._settings import ServeSettings
 
 
@@ -23,16 +22,8 @@ async def serving_app(
     ``on_shutdown`` runs when uvicorn stops accepting: it must end the open event streams, which
     never end by themselves, so the graceful shutdown does not wait for them.
     """
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        backlog=4096,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+    config = embedded_config(
+        app, ws="none", timeout_keep_alive=5, timeout_graceful_shutdown=settings.graceful_shutdown_s
     )
     server = EmbeddedServer(config, on_shutdown)
     if sock is None:

@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from pipeline.app.embedded_server import EmbeddedServer, bind_socket, url_of
+from pipeline.app.embedded_server import EmbeddedServer, bind_socket, embedded_config, url_of
 from pipeline.wire import StampedListener, StampedSocket, accepted
 
 from ._app import RECEIVED_NS, SimState, create_app
@@ -80,17 +79,7 @@ async def open_simulator(
     app = create_app(settings)
     state: SimState = app.state.sim
     sock = bind_socket(host, port, StampedListener)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        http=_StampedProtocol,
-        backlog=4096,
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=5,
-    )
+    config = embedded_config(app, http=_StampedProtocol, timeout_keep_alive=30, timeout_graceful_shutdown=5)
     server = EmbeddedServer(config)
     bound_port = sock.getsockname()[1]
     try:
