@@ -9,26 +9,37 @@ of 250 slots each (``tests/scale/scale_harness.py``), all on this machine's core
 - appends/s and frames/s: fenced appends (one round trip, one Lua script per coalescing window)
   from the workers' own ``/metrics``; p50/p99 append latency from their
   ``rillet_log_append_seconds`` histograms, interpolated within buckets as ``histogram_quantile``.
-- append-to-reader latency: one reader task runs ``XREAD BLOCK`` over every job's log at once
-  (what a ``rillet serve`` replica does); the benchmark itself appends a probe frame every 10 ms
-  to a probe job's log through the same fenced script, and times each from the call to the
-  reader's receipt. The reader also counts every frame the workers appended.
+- append-to-browser latency: one ``rillet serve --redis`` replica, a process of its own (as
+  deployed: it shares no event loop with the workers, the probes or the browsers), serves
+  ``--watched`` (240) of the jobs, spread over the queue, and ``--probe-logs`` (16) probe logs,
+  256 in all: a replica's default bound on the logs it follows. Each log has its own HTTP
+  connection reading ``GET /api/streams/{id}/events`` as EventSource does. Each probe log gets a
+  fenced append (the workers' script) every 100 ms, the logs staggered, and each frame is timed
+  from the call to the arrival of the chunk holding it at its SSE client. Worker frames carry no
+  time, so they cannot be timed from outside; probes on their own schedules keep sampling while
+  the machine stalls, where one probe waiting on the last would skip the stall (coordinated
+  omission). A direct ``XREAD`` over the probe logs gives the Redis hop alone, and every watched
+  job's browser must get the reference text.
 - Redis memory per finished report (``used_memory`` less client buffers, after the run less
   before the submits, over 1,000), Redis's own time per script (``INFO latencystats``) and the
   CPU seconds of every process, to show where the two cores went.
 
     /work/venv/bin/python benchmarks/redis_scale.py [--jobs 1000] [--workers 4] [--tokens-per-s 30]
+        [--watched 240] [--probe-logs 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import re
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +51,24 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scale")]
 
+from replica_harness import ReplicaProcess  # noqa: E402
 from scale_harness import RedisServer, SimulatorProcess, Workers, report_request, write_config  # noqa: E402
 
 from pipeline.bench.stats import percentile  # noqa: E402
 from pipeline.scale import Frame, LogEntry, RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
 from pipeline.scale.frames import accumulate, fold  # noqa: E402
+from pipeline.serve import ServeSettings  # noqa: E402
 from pipeline.simulator import SimulatorSettings, reference_text  # noqa: E402
+from tests.serve.harness import stream_text  # noqa: E402
+from tests.serve.sse_parser import Event, SseParser  # noqa: E402
 
-PROBE_EVERY_S = 0.01
+PROBE_EVERY_S = 0.1
+"""Each probe log's pace: about a worker's coalescing window (``flush_ms``, 75)."""
+MAX_LOGS = ServeSettings().max_streams
+"""The logs one replica follows at most (its default): the watched jobs and the probe logs share them."""
+
+FrameKey = tuple[str, str]
+"""``(job id, log id)`` of a probe frame."""
 
 
 async def memory(redis: coredis.Redis[bytes]) -> int:
@@ -61,14 +82,13 @@ async def cpu(redis: coredis.Redis[bytes]) -> float:
 
 
 class Reader:
-    """One ``XREAD BLOCK`` over every log, as a replica runs it; counts frames, times the probes."""
+    """One ``XREAD BLOCK`` over the probe logs, as a replica runs it: the Redis hop alone."""
 
-    def __init__(self, redis: coredis.Redis[bytes], keys: list[str], probe_key: str) -> None:
+    def __init__(self, redis: coredis.Redis[bytes], events: RedisEventLog, job_ids: list[str]) -> None:
         self.redis = redis
-        self.cursors = dict.fromkeys([*keys, probe_key], "0-0")
-        self.probe_key = probe_key
-        self.frames = 0
-        self.received_ns: dict[str, int] = {}
+        self.keys = events.keys
+        self.cursors = dict.fromkeys(map(events.keys.log, job_ids), "0-0")
+        self.received_ns: dict[FrameKey, int] = {}
 
     async def run(self) -> None:
         while True:
@@ -77,23 +97,98 @@ class Reader:
             for key, entries in (reply or {}).items():
                 name = key.decode()
                 self.cursors[name] = entries[-1].identifier.decode()
-                if name == self.probe_key:
-                    for entry in entries:
-                        self.received_ns[entry.identifier.decode()] = now
-                else:
-                    self.frames += len(entries)
+                job_id = self.keys.job_id(name)
+                for entry in entries:
+                    self.received_ns[job_id, entry.identifier.decode()] = now
 
 
-async def probe(events: RedisEventLog, job_id: str, sent_ns: dict[str, int]) -> None:
-    """A fenced append every 10 ms to a log of its own; the reader times each one."""
-    take = await events.take(job_id, "probe")
-    seq = 0
-    while True:
-        seq += 1
-        entry = LogEntry(seq, take.epoch, Frame("content_block_delta", b'{"probe":true}'))
-        sent_ns[entry.id] = time.perf_counter_ns()
-        await events.append(job_id, take.epoch, [entry], chars=seq)
+class Browsers:
+    """An EventSource-like connection per log, all over one client (an SSL context costs 24 ms to make).
+
+    Every event is stamped with the arrival of the chunk that completed it. :attr:`done` is set once
+    each watched job's connection has ended (its ``end`` came) and every probe frame given to
+    :meth:`expect` has arrived.
+    """
+
+    def __init__(self, url: str, watched: list[str], probed: list[str]) -> None:
+        self.url = url
+        self.job_ids = watched + probed
+        self.events: dict[str, list[Event]] = {job_id: [] for job_id in self.job_ids}
+        self.received_ns: dict[FrameKey, int] = {}
+        self.connected = 0
+        self.all_connected = anyio.Event()
+        self.open_watched = set(watched)
+        self.pending: set[FrameKey] | None = None
+        self.done = anyio.Event()
+
+    async def run(self) -> None:
+        limits = httpx2.Limits(max_connections=len(self.job_ids))
+        async with (
+            httpx2.AsyncClient(base_url=self.url, timeout=60, limits=limits) as http,
+            anyio.create_task_group() as tg,
+        ):
+            for job_id in self.job_ids:
+                tg.start_soon(self.read, http, job_id)
+
+    async def read(self, http: httpx2.AsyncClient, job_id: str) -> None:
+        parser, events = SseParser(), self.events[job_id]
+        async with http.stream("GET", f"/api/streams/{job_id}/events") as response:
+            response.raise_for_status()
+            self.connected += 1
+            if self.connected == len(self.job_ids):
+                self.all_connected.set()
+            async for chunk in response.aiter_bytes():
+                now = time.perf_counter_ns()
+                for event in parser.feed(chunk):
+                    events.append(event)
+                    key = job_id, event.last_event_id
+                    self.received_ns[key] = now
+                    if self.pending is not None:
+                        self.pending.discard(key)
+                self._check()
+        self.open_watched.discard(job_id)
+        self._check()
+
+    def expect(self, frames: Iterable[FrameKey]) -> None:
+        """The probe frames that :attr:`done` waits for."""
+        self.pending = {key for key in frames if key not in self.received_ns}
+        self._check()
+
+    def _check(self) -> None:
+        if self.pending is not None and not self.pending and not self.open_watched:
+            self.done.set()
+
+
+async def probe(
+    events: RedisEventLog, job_id: str, sent_ns: dict[FrameKey, int], stop: anyio.Event, offset: float
+) -> None:
+    """A fenced append to one probe log every 100 ms after ``offset``, until ``stop``."""
+    epoch = (await events.take(job_id, "probe")).epoch
+    await anyio.sleep(offset)
+    for seq in itertools.count(1):
+        if stop.is_set():
+            return
+        entry = LogEntry(seq, epoch, Frame("content_block_delta", b'{"probe":true}'))
+        sent_ns[job_id, entry.id] = time.perf_counter_ns()
+        await events.append(job_id, epoch, [entry], chars=seq)
         await anyio.sleep(PROBE_EVERY_S)
+
+
+def check_browsers(
+    browsers: Browsers, watched: dict[str, dict[str, Any]], settings: SimulatorSettings
+) -> list[str]:
+    """A line for each watched job whose browser did not get the reference text and one ``end``."""
+    failures = []
+    for job_id, request in watched.items():
+        events = browsers.events[job_id]
+        text, ends = stream_text(events), sum(event.type == "end" for event in events)
+        if text != reference_text(request, settings) or ends != 1:
+            failures.append(f"browser of {job_id}: {len(text)} chars, {ends} end")
+    return failures
+
+
+def latencies_ms(sent_ns: dict[FrameKey, int], received_ns: dict[FrameKey, int]) -> list[float]:
+    return sorted((received_ns[key] - sent) / 1e6 for key, sent in sent_ns.items() if key in received_ns)
 
 
 def scrape(urls: list[str]) -> tuple[float, float, dict[float, float]]:
@@ -129,8 +224,12 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
 async def run(args: argparse.Namespace, redis: RedisServer, sim: SimulatorProcess, tmp: Path) -> int:
     settings = SimulatorSettings(tokens_per_s=args.tokens_per_s)
     config = RedisConfig(url=redis.url)
-    workers = Workers(write_config(tmp / "worker.toml", redis.url), sim.base_url)
-    try:
+    worker_config = write_config(tmp / "worker.toml", redis.url)
+    with contextlib.ExitStack() as processes:
+        workers = Workers(worker_config, sim.base_url)
+        processes.callback(workers.close)
+        replica = ReplicaProcess(worker_config, redis.url)
+        processes.callback(replica.close)
         async with open_redis(config) as client, open_redis(config) as reader_client:
             queue, events = RedisJobQueue(client, config), RedisEventLog(client, config)
             await queue.ensure_group()
@@ -140,43 +239,66 @@ async def run(args: argparse.Namespace, redis: RedisServer, sim: SimulatorProces
             memory_before = await memory(client)
             for job_id, request in zip(job_ids, requests, strict=True):
                 await queue.submit(request, job_id)
-            probe_job = "probe"  # a job hash no worker is ever given: only the probe appends to its log
-            await client.hset(events.keys.job(probe_job), {"request": "{}", "status": "queued", "epoch": "0"})
-            reader = Reader(reader_client, [events.keys.log(j) for j in job_ids], events.keys.log(probe_job))
-            sent_ns: dict[str, int] = {}
+            # Job hashes no worker is ever given: only the probe appends to their logs.
+            probe_jobs = [f"probe{i:02d}" for i in range(args.probe_logs)]
+            for job_id in probe_jobs:
+                await client.hset(
+                    events.keys.job(job_id), {"request": "{}", "status": "queued", "epoch": "0"}
+                )
+            await anyio.to_thread.run_sync(replica.wait_ready)
+            replica_cpu_before = cpu_seconds(replica.process.pid)  # not its imports
+            picked = (i * args.jobs // args.watched for i in range(args.watched))  # spread over the queue
+            watched = {job_ids[i]: requests[i] for i in picked}
+            browsers = Browsers(replica.url, list(watched), probe_jobs)
+            reader = Reader(reader_client, events, probe_jobs)
+            sent_ns: dict[FrameKey, int] = {}
+            stop = anyio.Event()
             cpu_before = await cpu(client)
+            own_before = sum(os.times()[:2])
             options = ("--concurrency", str(slots), "--metrics-port", "0")
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader.run)
-                tg.start_soon(probe, events, probe_job, sent_ns)
-                # Off the event loop (the probe keeps its pace); the clock starts when the first is ready.
-                pids = [(await anyio.to_thread.run_sync(workers.start, *options))[0]]
-                started = time.perf_counter()
-                pids += [
-                    (await anyio.to_thread.run_sync(workers.start, *options))[0]
-                    for _ in range(args.workers - 1)
-                ]
+            async with anyio.create_task_group() as probes:
+                probes.start_soon(reader.run)
+                probes.start_soon(browsers.run)
+                with anyio.fail_after(60):
+                    await browsers.all_connected.wait()
                 with anyio.fail_after(args.timeout):
-                    while await client.xlen(queue.keys.jobs):  # noqa: ASYNC110 (other processes)
-                        await anyio.sleep(0.2)
-                elapsed = time.perf_counter() - started
-                tg.cancel_scope.cancel()
+                    async with anyio.create_task_group() as tg:
+                        for i, job_id in enumerate(probe_jobs):  # spread evenly over the period
+                            tg.start_soon(
+                                probe, events, job_id, sent_ns, stop, i * PROBE_EVERY_S / len(probe_jobs)
+                            )
+                        # Off the event loop (the probe keeps its pace); the clock starts with the first.
+                        pids = [(await anyio.to_thread.run_sync(workers.start, *options))[0]]
+                        started = time.perf_counter()
+                        pids += [
+                            (await anyio.to_thread.run_sync(workers.start, *options))[0]
+                            for _ in range(args.workers - 1)
+                        ]
+                        while await client.xlen(queue.keys.jobs):  # noqa: ASYNC110 (other processes)
+                            await anyio.sleep(0.2)
+                        elapsed = time.perf_counter() - started
+                        stop.set()
+                    browsers.expect(sent_ns)
+                    await browsers.done.wait()
+                probes.cancel_scope.cancel()
             urls = re.findall(r"(http://127\.0\.0\.1:\d+/metrics)", "".join(workers.log))
             redis_cpu = await cpu(client) - cpu_before
             worker_cpu = sum(cpu_seconds(pid) for pid in pids)
-            sim_cpu, own_cpu = cpu_seconds(sim.process.pid), sum(os.times()[:2])
+            sim_cpu, replica_cpu = (
+                cpu_seconds(sim.process.pid),
+                cpu_seconds(replica.process.pid) - replica_cpu_before,
+            )
+            own_cpu = sum(os.times()[:2]) - own_before
             memory_after = await memory(client)
             server_ms = await script_latency(client)
             appends, frames, buckets = scrape(urls)
             failures, durations = await check(events, job_ids, requests, settings)
-    finally:
-        workers.close()
-    latencies = sorted(
-        (reader.received_ns[i] - sent) / 1e6 for i, sent in sent_ns.items() if i in reader.received_ns
-    )
+    browser_failures = check_browsers(browsers, watched, settings)
+    to_browser = latencies_ms(sent_ns, browsers.received_ns)
+    to_reader = latencies_ms(sent_ns, reader.received_ns)
     ideal = args.max_tokens / args.tokens_per_s
     durations.sort()
-    for line in failures[:20]:
+    for line in (failures + browser_failures)[:20]:
         print(line)
     print(
         f"{args.jobs} jobs ({args.max_tokens} tokens at {args.tokens_per_s:g} tok/s, {ideal:.1f} s alone), "
@@ -186,7 +308,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, sim: SimulatorProces
     )
     print(
         f"jobs_per_s={args.jobs / elapsed:.1f} appends_per_s={appends / elapsed:.0f} "
-        f"frames_per_s={frames / elapsed:.0f} frames_read_by_one_reader={reader.frames}/{frames:.0f}"
+        f"frames_per_s={frames / elapsed:.0f}"
     )
     print(
         f"append_latency_ms p50={histogram_quantile(0.5, buckets) * 1000:.1f} "
@@ -194,8 +316,17 @@ async def run(args: argparse.Namespace, redis: RedisServer, sim: SimulatorProces
     )
     print(f"inside_redis_per_script_ms {server_ms} (INFO latencystats, every fenced script)")
     print(
-        f"append_to_reader_ms p50={percentile(latencies, 50):.1f} p99={percentile(latencies, 99):.1f} "
-        f"max={latencies[-1]:.1f} ({len(latencies)} probe appends, one XREAD over {args.jobs + 1} logs)"
+        f"append_to_browser p50={percentile(to_browser, 50):.1f} p99={percentile(to_browser, 99):.1f} ms "
+        f"({len(to_browser)} frames over {args.probe_logs} SSE connections)"
+    )
+    print(
+        f"  max={to_browser[-1]:.1f} ms; the same frames to a direct XREAD in this process "
+        f"(the Redis hop alone): p50={percentile(to_reader, 50):.1f} p99={percentile(to_reader, 99):.1f} ms"
+    )
+    print(
+        f"  one replica process following {args.watched + args.probe_logs} logs for as many "
+        f"connections; the {args.watched} watching jobs got their exact text: "
+        f"{args.watched - len(browser_failures)}/{args.watched}"
     )
     print(
         f"redis_memory_per_report_kib={(memory_after - memory_before) / args.jobs / 1024:.1f} "
@@ -203,9 +334,10 @@ async def run(args: argparse.Namespace, redis: RedisServer, sim: SimulatorProces
     )
     print(
         f"cpu_seconds over the run: workers={worker_cpu:.1f} simulator={sim_cpu:.1f} redis={redis_cpu:.1f} "
-        f"benchmark+reader={own_cpu:.1f} (of {elapsed * os.cpu_count():.0f} available)"  # type: ignore[operator]
+        f"replica={replica_cpu:.1f} benchmark+browsers={own_cpu:.1f} "
+        f"(of {elapsed * os.cpu_count():.0f} available)"  # type: ignore[operator]
     )
-    return 1 if failures else 0
+    return 1 if failures or browser_failures else 0
 
 
 async def script_latency(redis: coredis.Redis[bytes]) -> str:
@@ -255,5 +387,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--tokens-per-s", type=float, default=30.0)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--watched", type=int, default=240, help="jobs a browser watches on the replica")
+    parser.add_argument("--probe-logs", type=int, default=16, help="logs the timed probe frames go to")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-    sys.exit(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    if not (0 <= parsed.watched <= parsed.jobs and parsed.probe_logs >= 1):
+        parser.error("--watched must be 0 to --jobs and --probe-logs at least 1")
+    if parsed.watched + parsed.probe_logs > MAX_LOGS:
+        parser.error(f"--watched + --probe-logs is at most {MAX_LOGS}, the logs one replica follows")
+    sys.exit(main(parsed))
