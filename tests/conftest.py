@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -75,3 +76,10 @@ def broken_pipe() -> Iterator[TextIO]:
         pipe.close()
     except BrokenPipeError:
         pass  # the buffered text still cannot go anywhere; the descriptor is closed regardless
+
+
+def free_port() -> int:
+    """A port free on loopback now (the server binds it a moment later; nothing else here races)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

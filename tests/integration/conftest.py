@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+
+from tests.conftest import free_port
 
 READY_TIMEOUT = 30.0
 """Seconds a server may take to answer ``/-/ready``: Prometheus replays an empty TSDB in well under 5."""
@@ -35,13 +36,6 @@ class Server:
     url: str
     address: str
     process: subprocess.Popen[bytes]
-
-
-def free_port() -> int:
-    """A port free on loopback now (the server binds it a moment later; nothing else here races)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary(name: str) -> str:

@@ -28,7 +28,8 @@ from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage
 from pipeline.stages.latency import LatencyStage
 from sinks.prometheus import PrometheusSink
-from tests.integration.conftest import Server, free_port
+from tests.conftest import free_port
+from tests.integration.conftest import Server
 
 MODEL = "claude-sonnet-4-6"
 STAGES = (AccumulateStage, LatencyStage, CostStage)

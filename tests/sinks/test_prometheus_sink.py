@@ -35,6 +35,7 @@ from pipeline.sink import Buffer, OnFull, SinkSpec
 from pipeline.sse_file import read_sse_events
 from sinks._metrics import GAP_BUCKETS, observe_many
 from sinks.prometheus import PrometheusSink, parse_address
+from tests.conftest import free_port
 from tests.sinks.conformance import CHECKS, Check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,12 +70,6 @@ def recorded_stream(stream_id: str, name: str = "sdk-stream-a-refusal.sse") -> l
 def value(sink: PrometheusSink, name: str, /, **labels: str) -> float:
     sample = sink.registry.get_sample_value(name, labels)
     return 0.0 if sample is None else sample
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def scrape(url: str) -> str:
