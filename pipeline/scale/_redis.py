@@ -4,9 +4,11 @@ Keys (the ``{job}`` hash tag keeps a job's keys in one Cluster slot, so its scri
 
 - ``P:jobs``: the queue stream, consumer group ``workers``; one entry ``job=<id>`` per delivery.
 - ``P:{id}:job``: a hash: ``request`` (JSON), ``status``, ``epoch``, ``owner``, ``last_seq``,
-  ``bytes``, ``chars``, timestamps, and the outcome.
+  ``bytes``, ``chars``, timestamps, the outcome, and ``cancel`` (the reason) once a cancel was asked.
 - ``P:{id}:log``: the job's frames, entry id ``<seq>-<epoch>``, fields ``e`` (event) and ``d`` (JSON).
 - ``P:dead``: the dead-letter stream, ``job``, ``reason``.
+- ``P:cancel``: a pub/sub channel (no key): the id of each job a cancel was asked for, so the
+  worker running it stops it at once; the ``cancel`` field is the durable record.
 
 Every write a worker makes for a job goes through a script that first compares the epoch it was
 given with the hash's: taking a job over bumps the epoch, so a stalled worker that wakes up is
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +41,7 @@ from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
 from coredis.tokens import PureToken
 
 from pipeline.errors import ConfigError
+from pipeline.scale.frames import end_frame
 from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.settings import RedisConfig
 
@@ -49,16 +52,19 @@ HIDE_LOST = ConstantRetryPolicy((coredis.exceptions.ConnectionError, TimeoutErro
 DEAD_MAXLEN = 10_000
 """The dead-letter stream keeps about this many entries (approximate trim): a record, not a store."""
 
+ENDED = ("done", "dead", "cancelled")
+"""Statuses a job never leaves: taking or cancelling it changes nothing."""
+
 _TAKE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
-if status == 'done' or status == 'dead' then return {status} end
+if status == 'done' or status == 'dead' or status == 'cancelled' then return {status} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 if epoch <= tonumber(ARGV[3]) then epoch = tonumber(ARGV[3]) + 1 end
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'status', 'running', 'started', ARGV[2])
 redis.call('PERSIST', KEYS[1])
 return {'running', tostring(epoch), redis.call('HGET', KEYS[1], 'request'),
-        redis.call('HGET', KEYS[1], 'last_seq') or '0'}
+        redis.call('HGET', KEYS[1], 'last_seq') or '0', redis.call('HGET', KEYS[1], 'cancel') or ''}
 """
 
 _APPEND = """
@@ -104,6 +110,25 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {'ok', ARGV[2]}
 """
 
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'done' or status == 'dead' or status == 'cancelled' then return status or '' end
+redis.call('HSETNX', KEYS[1], 'cancel', ARGV[1])
+if status == 'queued' then
+  local seq = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0') + 1
+  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+  redis.call('XADD', KEYS[2], seq .. '-' .. epoch, 'e', ARGV[3], 'd', ARGV[4])
+  redis.call('HSET', KEYS[1], 'last_seq', seq, 'status', 'cancelled', 'outcome', 'cancelled')
+  redis.call('HSET', KEYS[1], 'finished', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+else
+  local reason = redis.call('HGET', KEYS[1], 'cancel')
+  redis.call('PUBLISH', ARGV[6], cjson.encode({job = ARGV[7], reason = reason}))
+end
+return status
+"""
+
 _RELEASE = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch ~= ARGV[1] then return {'fenced', epoch or ''} end
@@ -146,6 +171,7 @@ class Keys:
         self.prefix = prefix
         self.jobs = f"{prefix}:jobs"
         self.dead = f"{prefix}:dead"
+        self.cancels = f"{prefix}:cancel"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:{{{job_id}}}:job"
@@ -179,10 +205,12 @@ async def open_redis(config: RedisConfig, *, hide_lost: bool = True) -> AsyncIte
                 ) from exc
             yield client
     except BaseExceptionGroup as group:
-        # coredis's pool runs a task group: the caller's own exception should reach it as itself.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        raise _alone(group) from None
+
+
+def _alone(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """coredis's pool and pub/sub run task groups: an exception should reach the caller as itself."""
+    return group.exceptions[0] if len(group.exceptions) == 1 else group
 
 
 def _text(value: Any) -> str:
@@ -276,6 +304,7 @@ class RedisEventLog:
         self._append = redis.register_script(_APPEND)
         self._finish = redis.register_script(_FINISH)
         self._release = redis.register_script(_RELEASE)
+        self._cancel = redis.register_script(_CANCEL)
 
     async def take(self, job_id: str, consumer: str, after_epoch: int = 0) -> Take:
         args = [consumer, str(time.time()), str(after_epoch)]
@@ -284,7 +313,7 @@ class RedisEventLog:
         if status != "running":
             return Take(0, 0, {}, 0, status)
         epoch = int(reply[1])
-        return Take(epoch, epoch, json.loads(reply[2]), int(reply[3]), status)
+        return Take(epoch, epoch, json.loads(reply[2]), int(reply[3]), status, _text(reply[4]) or None)
 
     async def append(self, job_id: str, epoch: int, entries: Sequence[LogEntry], chars: int) -> None:
         args: list[str | bytes] = [
@@ -312,6 +341,17 @@ class RedisEventLog:
         reply: Any = await self._release(keys=[self.keys.job(job_id)], args=[str(epoch), reason])
         _check(reply, job_id, epoch, self.config.byte_cap)
 
+    async def cancel(self, job_id: str, reason: str) -> str:
+        """Records the request, once; a queued job ends here, a running one's worker is told at once."""
+        end = end_frame("cancelled", reason, None)
+        args: list[str | bytes] = [reason, str(time.time()), end.event, end.data]
+        args += [str(self.config.ttl_finished), self.keys.cancels, job_id]
+        return _text(await self._cancel(keys=[self.keys.job(job_id), self.keys.log(job_id)], args=args))
+
+    async def cancel_requested(self, job_id: str) -> str | None:
+        reason = await self.redis.hget(self.keys.job(job_id), "cancel")
+        return None if reason is None else _text(reason)
+
     async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]:
         start = f"({after}" if after else "-"
         return [to_entry(entry) for entry in await self.redis.xrange(self.keys.log(job_id), start, "+")]
@@ -322,6 +362,35 @@ class RedisEventLog:
     async def status(self, job_id: str) -> dict[str, str]:
         fields = await self.redis.hgetall(self.keys.job(job_id))
         return {_text(k): _text(v) for k, v in fields.items()}
+
+
+class RedisCancelSignals:
+    """:class:`~pipeline.scale.protocols.CancelSignals` on one pub/sub channel per prefix.
+
+    One subscription per worker process, whatever its number of jobs: the channel carries job ids
+    and each worker ignores those it does not run. Pub/sub is at most once (a message published
+    while the connection is down is gone), which is why the ``cancel`` field is the record and this
+    only the prompt path: coredis subscribes again after a lost connection, and every
+    (re)subscription makes the worker check the field of each job it runs.
+    """
+
+    def __init__(self, redis: coredis.Redis[bytes], config: RedisConfig) -> None:
+        self.redis = redis
+        self.channel = Keys(config.prefix).cancels
+
+    async def listen(
+        self, cancel: Callable[[str, str], None], subscribed: Callable[[], Awaitable[None]]
+    ) -> None:
+        try:
+            async with self.redis.pubsub(channels=[self.channel]) as pubsub:
+                async for message in pubsub:
+                    if message["type"] == "subscribe":
+                        await subscribed()
+                    elif message["type"] == "message":
+                        request = json.loads(_text(message["data"]))
+                        cancel(request["job"], request["reason"])
+        except BaseExceptionGroup as group:
+            raise _alone(group) from None
 
 
 class RedisLogTail:

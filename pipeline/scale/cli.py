@@ -17,14 +17,16 @@ from pipeline.app.build import build_request, build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 from pipeline.jobs.cli import with_overrides
-from pipeline.scale._redis import RedisEventLog, RedisJobQueue, open_redis
+from pipeline.scale._redis import RedisCancelSignals, RedisEventLog, RedisJobQueue, open_redis
 from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.settings import RedisConfig, load_scale_config
-from pipeline.scale.status import job_lines, overview
+from pipeline.scale.status import cancel_line, job_lines, overview
 from pipeline.scale.worker import Worker, WorkerSettings
 from sinks._server import MetricsServer
+
+CANCEL_REASON = "cancelled with rillet jobs --cancel"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +49,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     jobs = commands.add_parser("jobs", help="show queued, running and finished jobs")
     jobs.add_argument("job_id", nargs="?", help="one job in detail")
+    jobs.add_argument(
+        "--cancel", action="store_true", help="stop the job: its text so far is kept (needs a job id)"
+    )
     jobs.add_argument("--config", type=Path, help="a TOML file with a [redis] section")
     jobs.add_argument("--redis", help="the Redis URL (wins over the config's [redis] url)")
     jobs.set_defaults(func=_jobs)
@@ -81,11 +86,18 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace) -> int:
     _, redis = _load(args)
+    if args.cancel and not args.job_id:
+        raise InputError("--cancel: name the job to cancel (rillet jobs ID --cancel)")
 
     async def main() -> int:
         async with open_redis(redis) as client:
             events = RedisEventLog(client, redis)
-            lines = await (job_lines(events, args.job_id) if args.job_id else overview(client, events))
+            if args.cancel:
+                lines = [await cancel_line(events, args.job_id, CANCEL_REASON)]
+            elif args.job_id:
+                lines = await job_lines(events, args.job_id)
+            else:
+                lines = await overview(client, events)
         print("\n".join(lines))
         return 0
 
@@ -127,7 +139,14 @@ async def run_worker(
                 timeout=config.api.timeout,
             )
             worker = Worker(
-                queue, RedisEventLog(client, redis), api, build_stages(config), redis, settings, metrics
+                queue,
+                RedisEventLog(client, redis),
+                RedisCancelSignals(client, redis),
+                api,
+                build_stages(config),
+                redis,
+                settings,
+                metrics,
             )
             # One write: worker processes sharing a pipe must not interleave their lines.
             sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")

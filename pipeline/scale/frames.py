@@ -15,11 +15,11 @@ from typing import Any
 from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter, ValidationError
 
-from pipeline.events import Item
+from pipeline.events import Item, Outcome, StreamEnded
 from pipeline.scale.protocols import Frame, LogEntry
 from pipeline.stages import StreamContext
 from pipeline.stages.accumulate import AccumulateStage
-from sinks.sse_log import StreamLog, encode_frame
+from sinks.sse_log import StreamLog
 
 _UNBOUNDED = 1 << 62
 """The encoder's log is emptied at every take: its byte bound must never evict."""
@@ -78,16 +78,14 @@ def to_sse(entry: LogEntry) -> bytes:
     )
 
 
-def end_frame(outcome: str, reason: str | None, error_type: str | None) -> Frame:
-    """An ``end`` frame for a job that ends without a run (dead-lettered before it could start)."""
-    data = {
-        "outcome": outcome,
-        "stop_reason": None,
-        "reason": reason,
-        "error_type": error_type,
-        "type": "rillet.end",
-    }
-    return parse_frame(encode_frame(0, "end", data))
+def end_frame(outcome: Outcome, error: str | None, error_type: str | None) -> Frame:
+    """The ``end`` frame of a job that ends without a run (cancelled while queued, dead-lettered).
+
+    Encoded as a run's own ``end`` is, so a page reads ``error`` and finds the figures (all empty).
+    """
+    log = StreamLog("", _UNBOUNDED)
+    log.add(Item("", StreamEnded(outcome, None, error, error_type), 0))
+    return parse_frame(log.frames[-1])
 
 
 @dataclass(slots=True)
@@ -95,7 +93,6 @@ class Replay:
     """What a job's log says happened: the message events by attempt, and whether it ended."""
 
     events: list[tuple[int, Any]] = field(default_factory=list)
-    attempts: int = 0
     ended: bool = False
     last_seq: int = 0
 
@@ -109,7 +106,6 @@ def fold(entries: list[LogEntry]) -> Replay:
         name = entry.frame.event
         if name == "rillet.attempt":
             attempt = int(json.loads(entry.frame.data)["attempt"])
-            replay.attempts = max(replay.attempts, attempt)
         elif name == "end":
             replay.ended = True
         elif name in REPLAYED and name != "rillet.content_block_start":

@@ -7,7 +7,7 @@ without touching the pipeline. Redis Streams implements both (:mod:`pipeline.sca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,13 +41,15 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class Take:
-    """What taking a leased job found: its new epoch, the request, and how far its log got."""
+    """What taking a leased job found: its new epoch, the request, how far its log got, and
+    ``cancel``, the reason a cancel was asked for (the job is then ended, not run)."""
 
     epoch: int
     attempts: int
     request: dict[str, Any]
     last_seq: int
     status: str
+    cancel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,16 @@ class EventLog(Protocol):
         """Marks a failed attempt (the job goes back to the queue); fenced."""
         ...
 
+    async def cancel(self, job_id: str, reason: str) -> str:
+        """Records a cancel request, idempotently; returns the status it found. ``queued``: the job
+        is cancelled now (its ``end`` frame appended); ``running``: its worker is told and ends it;
+        ``done``, ``dead``, ``cancelled``: it had ended, nothing changes; ``""``: no such job."""
+        ...
+
+    async def cancel_requested(self, job_id: str) -> str | None:
+        """The reason of the job's cancel request, if one was recorded."""
+        ...
+
     async def range(self, job_id: str, after: str | None = None) -> list[LogEntry]: ...
 
     async def has(self, job_id: str, entry_id: str) -> bool:
@@ -129,6 +141,17 @@ class EventLog(Protocol):
         ...
 
     async def status(self, job_id: str) -> dict[str, str]: ...
+
+
+class CancelSignals(Protocol):
+    """Prompt, at-most-once news of cancel requests; :meth:`EventLog.cancel_requested` is the record."""
+
+    async def listen(
+        self, cancel: Callable[[str, str], None], subscribed: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Until cancelled: ``cancel(job_id, reason)`` for each request; ``subscribed()`` each time
+        listening (re)starts, since requests made while it was not were missed."""
+        ...
 
 
 class LogTail(Protocol):

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 import coredis
 
-from pipeline.scale._redis import GROUP, Keys, RedisEventLog
+from pipeline.errors import InputError
+from pipeline.scale._redis import ENDED, GROUP, Keys, RedisEventLog
 
-SHOWN = ("status", "owner", "epoch", "chars", "bytes", "output_tokens", "cost_usd", "error")
+SHOWN = ("status", "owner", "epoch", "chars", "bytes", "output_tokens", "cost_usd", "error", "cancel")
 
 
 async def job_lines(events: RedisEventLog, job_id: str) -> list[str]:
@@ -24,6 +25,19 @@ async def job_lines(events: RedisEventLog, job_id: str) -> list[str]:
         lines.append(f"  {label:<14}{value}")
     lines.append(f"  {'age':<14}{_age(fields)}")
     return lines
+
+
+async def cancel_line(events: RedisEventLog, job_id: str, reason: str) -> str:
+    """Asks for the job to be cancelled; one line saying what that did. An unknown job is an
+    :class:`InputError` (exit status 2)."""
+    found = await events.cancel(job_id, reason)
+    if found == "queued":
+        return f"job {job_id}: cancelled before it started"
+    if found in ENDED:
+        return f"job {job_id}: already ended ({found}); nothing to cancel"
+    if found:
+        return f"job {job_id}: cancel requested; its worker stops it and keeps the text so far"
+    raise InputError(f"job {job_id}: unknown (never submitted, or expired after its finished TTL)")
 
 
 async def overview(redis: coredis.Redis[bytes], events: RedisEventLog, limit: int = 50) -> list[str]:
@@ -53,7 +67,7 @@ def _line(job_id: str, fields: Mapping[str, str]) -> str:
     cost = fields.get("cost_usd")
     money = f" ${float(cost):.4f}" if cost else ""
     return (
-        f"{job_id}  {fields.get('status', '?'):<8} attempts={fields.get('epoch', '0')} "
+        f"{job_id}  {fields.get('status', '?'):<9} attempts={fields.get('epoch', '0')} "
         f"chars={fields.get('chars', '0')} owner={fields.get('owner', '-')}{money}"
     )
 

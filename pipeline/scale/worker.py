@@ -12,6 +12,14 @@ jobs whose lease lapsed (their worker died or stalled, ``XAUTOCLAIM``), then new
    taken over: the upstream response is closed at once and the job left to its new owner;
 4. is finished (the ``end`` frame, the outcome, the finished TTL), its report written from the
    log, and acknowledged; a failed run is given back to the queue until it has used its attempts.
+
+A cancel request (``POST /api/streams/{id}/cancel`` on a replica, ``rillet jobs ID --cancel``) is
+recorded in the job's hash and announced on the prefix's cancel channel, to which each worker
+process holds one subscription. The worker running the job cancels its run the way ``rillet
+serve`` does (the upstream response closed at once, the text kept, outcome ``cancelled``) and
+finishes it with status ``cancelled``, report written, acknowledged. A worker that missed the
+announcement still finds the record: when it takes the job (which then ends without a request),
+at every renewal, and each time its subscription is made again.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pipeline.runner import StreamResult, StreamRun
 from pipeline.scale._retry import persist
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
-from pipeline.scale.protocols import EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
+from pipeline.scale.protocols import CancelSignals, EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
 from pipeline.source import Source
@@ -47,6 +55,9 @@ log = logging.getLogger("rillet.scale")
 
 PRUNE_LEASES = 10
 """A consumer idle this many leases with nothing leased is a dead process: the janitor forgets it."""
+
+ENDS = {"completed": "done", "cancelled": "cancelled"}
+"""Run outcomes that end a job (no retry), and the job status each gives."""
 
 FLUSH_TIMEOUT = 3600.0
 """A job's last frames wait this long for Redis to come back: the log must not lose them."""
@@ -73,6 +84,7 @@ class Worker:
         self,
         queue: JobQueue,
         events: EventLog,
+        cancels: CancelSignals,
         client: AsyncAnthropic,
         stages: Sequence[StageFactory],
         redis: RedisConfig,
@@ -81,6 +93,7 @@ class Worker:
     ) -> None:
         self.queue = queue
         self.events = events
+        self.cancels = cancels
         self.client = client
         self.stages = tuple(stages)
         self.redis = redis
@@ -88,10 +101,26 @@ class Worker:
         self.metrics = metrics
         self.running = 0
         self._freed = anyio.Event()
+        self._jobs: dict[str, _Running] = {}
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
+            listen = functools.partial(self.cancels.listen, self._cancel, self._check_cancels)
+            tg.start_soon(persist, listen, "cancel signals")
             await self._claim(tg)
+
+    def _cancel(self, job_id: str, reason: str) -> None:
+        """A cancel request was announced: ends the run if this process has the job."""
+        running = self._jobs.get(job_id)
+        if running is not None:
+            running.cancel(reason)
+
+    async def _check_cancels(self) -> None:
+        """Listening (re)started: requests announced while it was not are read from the jobs' records."""
+        for job_id, running in list(self._jobs.items()):
+            reason = await persist(functools.partial(self.events.cancel_requested, job_id), "cancel check")
+            if reason is not None:
+                running.cancel(reason)
 
     async def _claim(self, tg: anyio.abc.TaskGroup) -> None:
         """Never holds more leases than free slots (the rest stay in the queue for other workers)."""
@@ -123,22 +152,25 @@ class Worker:
                 tg.start_soon(self._job, lease)
 
     async def _job(self, lease: Lease) -> None:
+        running = self._jobs[lease.job_id] = _Running()
         try:
-            await self._take(lease)
+            await self._take(lease, running)
         except Exception:
             log.exception(
                 "job %s failed in the worker; its lease will lapse and another worker retry it", lease.job_id
             )
         finally:
+            if self._jobs.get(lease.job_id) is running:
+                del self._jobs[lease.job_id]
             self.running -= 1
             self.metrics.running.dec()
             self._freed.set()
             self._freed = anyio.Event()
 
-    async def _take(self, lease: Lease) -> None:
+    async def _take(self, lease: Lease, running: _Running) -> None:
         """Takes the job; takes it again, past the epoch it had, while Redis loses what this take wrote."""
         after = 0
-        while after := await self._run(lease, after):
+        while after := await self._run(lease, after, running):
             self.metrics.lost.inc()
             if not await persist(lambda: self.queue.renew(self.settings.consumer, lease), "renew"):
                 log.warning(
@@ -146,7 +178,7 @@ class Worker:
                 )
                 return
 
-    async def _run(self, lease: Lease, after: int) -> int:
+    async def _run(self, lease: Lease, after: int, running: _Running) -> int:
         """Runs the job to its end; 0, or the epoch it ran under when Redis lost its latest writes."""
         job_id = lease.job_id
         take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
@@ -155,17 +187,19 @@ class Worker:
             return 0
         if lease.reclaimed and not after:
             self.metrics.reclaims.inc()
+        if take.cancel is not None:
+            running.cancel(take.cancel)
         try:
-            await self._resume(lease, take)
+            await self._resume(lease, take, running)
         except Lost as exc:
             log.warning("job %s: %s; taking it again from what the log kept", job_id, exc)
             return take.epoch
         return 0
 
-    async def _resume(self, lease: Lease, take: Take) -> None:
+    async def _resume(self, lease: Lease, take: Take, running: _Running) -> None:
         """Runs the job from where its log ends (the start, for a new one)."""
         job_id = lease.job_id
-        if take.attempts > self.redis.max_attempts:
+        if take.attempts > self.redis.max_attempts and take.cancel is None:
             status = await persist(lambda: self.events.status(job_id), "status")
             last = status.get("error") or "the worker died"
             reason = f"taken {take.attempts - 1} times without finishing; last error: {last}"
@@ -182,19 +216,24 @@ class Worker:
             job_id,
             take.epoch,
             next_seq=max(take.last_seq, replay.last_seq) + 1,
-            live_from=replay.attempts + 1 if replay.events else 1,
+            # The source numbers its next attempt after the last one the log holds events of; an
+            # attempt logged without any (its worker died first) is numbered again, and written.
+            live_from=source.attempts + 1,
             linger=self.redis.flush_ms / 1000,
             observe=self.metrics.observe_append,
         )
-        await self._stream(lease, take, source, sink)
+        await self._stream(lease, take, source, sink, running)
 
-    async def _stream(self, lease: Lease, take: Take, source: Source, sink: RedisLogSink) -> None:
+    async def _stream(
+        self, lease: Lease, take: Take, source: Source, sink: RedisLogSink, running: _Running
+    ) -> None:
+        """Runs the job; one cancelled before it started runs no request and ends at once."""
         stream = StreamRun(take.request, self.stages, lease.job_id)
+        running.start(stream)
         fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL)], flush_timeout=FLUSH_TIMEOUT)
-        renewal = _Renewal()
         result: StreamResult | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew, lease, stream, renewal)
+            tg.start_soon(self._renew, lease, running)
             try:
                 async with fanout:
                     result = await stream.run(source, fanout)
@@ -203,7 +242,7 @@ class Worker:
             tg.cancel_scope.cancel()
         if sink.lost is not None:
             raise sink.lost
-        if sink.fenced or renewal.fenced:
+        if sink.fenced or running.fenced:
             self.metrics.fenced.inc()
             log.warning(
                 "job %s was taken over (epoch %d is stale): stopped and wrote nothing more",
@@ -212,8 +251,8 @@ class Worker:
             )
             return
         assert result is not None
-        if result.outcome == "completed":
-            await self._done(lease, take, result, sink)
+        if result.outcome in ENDS:
+            await self._end(lease, take, result, sink)
         elif isinstance(result.failure, SinkError) and isinstance(result.failure.__cause__, LogFull):
             await self._dead(lease, take, str(result.failure.__cause__), sink.end_entry())
         elif take.attempts >= self.redis.max_attempts:
@@ -224,24 +263,30 @@ class Worker:
             await persist(lambda: self.queue.requeue(lease), "requeue")
             self.metrics.jobs.labels("retried").inc()
 
-    async def _renew(self, lease: Lease, stream: StreamRun, renewal: _Renewal) -> None:
+    async def _renew(self, lease: Lease, running: _Running) -> None:
+        """Every third of the lease: renews it, and reads the job's cancel record (in case the
+        announcement was missed)."""
         while True:
             await anyio.sleep(self.redis.lease_seconds / 3)
             if not await persist(lambda: self.queue.renew(self.settings.consumer, lease), "renew"):
-                renewal.fenced = True
-                stream.cancel("the job was taken over by another worker")
+                running.fence()
                 return
+            reason = await persist(lambda: self.events.cancel_requested(lease.job_id), "cancel check")
+            if reason is not None:
+                running.cancel(reason)
 
-    async def _done(self, lease: Lease, take: Take, result: StreamResult, sink: RedisLogSink) -> None:
+    async def _end(self, lease: Lease, take: Take, result: StreamResult, sink: RedisLogSink) -> None:
+        """A completed or cancelled run: its end, its report (the text so far, if cancelled), its ack."""
         end = sink.end_entry()
         assert end is not None, "the runner ends every stream with StreamEnded"
         fields = _outcome_fields(result)
-        await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, "done", fields), "finish")
+        status = ENDS[result.outcome]
+        await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, status, fields), "finish")
         self.metrics.appends.inc()
         if self.settings.out_dir is not None:
             await self._write_report(lease.job_id)
         await persist(lambda: self.queue.ack(lease), "ack")
-        self.metrics.jobs.labels("done").inc()
+        self.metrics.jobs.labels(status).inc()
 
     async def _dead(self, lease: Lease, take: Take, reason: str, end: LogEntry | None) -> None:
         if end is None:
@@ -268,8 +313,29 @@ class Worker:
 
 
 @dataclasses.dataclass(slots=True)
-class _Renewal:
+class _Running:
+    """A job this process runs: its stream once started, and what stopped it (a request comes in
+    from the cancel listener or the renewal at any moment, even before the stream exists)."""
+
+    stream: StreamRun | None = None
+    cancelled: str | None = None
     fenced: bool = False
+
+    def start(self, stream: StreamRun) -> None:
+        self.stream = stream
+        if self.cancelled is not None:
+            stream.cancel(self.cancelled)
+
+    def cancel(self, reason: str) -> None:
+        if self.cancelled is None:
+            self.cancelled = reason
+            if self.stream is not None:
+                self.stream.cancel(reason)
+
+    def fence(self) -> None:
+        self.fenced = True
+        if self.stream is not None:
+            self.stream.cancel("the job was taken over by another worker")
 
 
 def _outcome_fields(result: StreamResult) -> dict[str, str]:

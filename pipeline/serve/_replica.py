@@ -3,8 +3,10 @@
 A replica runs no model: ``POST /api/streams`` puts a job in the queue for ``rillet worker``
 processes, and ``GET /api/streams/{id}[/events]`` serve any job from its log and status hash,
 whoever submitted it. Replicas hold nothing another replica lacks, so a browser whose replica died
-reconnects to any other (through the load balancer) with its ``Last-Event-ID``, a log id. Cancel
-is refused (501): a job runs on a worker, and no worker reads a cancel request yet.
+reconnects to any other (through the load balancer) with its ``Last-Event-ID``, a log id.
+``POST /api/streams/{id}/cancel`` records the request in Redis (:meth:`EventLog.cancel`): a queued
+job ends there, a running one's worker is told at once and ends it; the page's ``end`` frame then
+comes through the log like any other.
 """
 
 from __future__ import annotations
@@ -37,10 +39,8 @@ from pipeline.serve._replica_log import ReplicaLog, parse_log_id
 from pipeline.serve._settings import ServeSettings
 from pipeline.serve._uvicorn import serving_app
 
-NOT_HERE = (
-    "cancel is not available on a replica (rillet serve --redis): the job runs on a rillet worker, "
-    "which does not take cancel requests"
-)
+CANCEL_REASON = "stopped from the browser"
+"""The reason an in-memory ``rillet serve`` gives too."""
 
 
 class ReplicaStreams:
@@ -102,7 +102,13 @@ class ReplicaApi(JsonApi):
         return JSONResponse(job_state(job_id, fields, entries))
 
     async def cancel(self, request: Request) -> Response:
-        return refusal(501, NOT_HERE)
+        """202 as ``rillet serve`` answers: ``running`` until the worker has ended the job, else ``ended``."""
+        job_id = request.path_params["stream_id"]
+        found = await persist(lambda: self.events.cancel(job_id, CANCEL_REASON), "cancel")
+        if not found:
+            return refusal(404, "no such stream (it may have expired)")
+        state = "running" if found == "running" else "ended"
+        return JSONResponse({"id": job_id, "state": state}, status_code=202)
 
 
 def job_state(job_id: str, fields: dict[str, str], entries: list[LogEntry]) -> dict[str, Any]:

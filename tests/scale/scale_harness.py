@@ -26,6 +26,7 @@ import anyio
 from pipeline._stitch import Stitcher
 from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
 from pipeline.scale import RedisEventLog
+from pipeline.scale._redis import ENDED
 from pipeline.scale.frames import accumulate, fold
 from pipeline.simulator import SimulatorSettings, count_tokens, reference_plan
 from pipeline.simulator._events import iter_events
@@ -292,7 +293,7 @@ async def wait_progress(
 async def wait_finished(
     events: RedisEventLog, job_ids: Sequence[str], within: float
 ) -> dict[str, dict[str, str]]:
-    """Polls until every job is done or dead; returns their status hashes as first seen finished.
+    """Polls until every job has ended; returns their status hashes as first seen finished.
 
     Each job is polled until it is seen finished, then never again: with a short ``ttl_finished``
     its hash may be gone by the time the last job ends.
@@ -303,7 +304,7 @@ async def wait_finished(
             for job in job_ids:
                 if job not in finished:
                     state = await events.status(job)
-                    if state.get("status") in ("done", "dead"):
+                    if state.get("status") in ENDED:
                         finished[job] = state
             await anyio.sleep(0.05)
     return finished

@@ -10,6 +10,7 @@ import random
 import signal
 from pathlib import Path
 
+import anyio
 import pytest
 from scale_harness import (
     RedisServer,
@@ -23,8 +24,12 @@ from scale_harness import (
     write_config,
 )
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
+from pipeline.client import make_client
+from pipeline.events import AttemptStarted, Item
+from pipeline.scale import LogEntry, RedisEventLog, RedisJobQueue
+from pipeline.scale.frames import FrameEncoder
 from pipeline.simulator import SimulatorSettings
+from pipeline.source import Source
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -86,3 +91,48 @@ async def test_twenty_kills_lose_and_duplicate_nothing(
         f"tail_tokens_max={max((t for ts in bill.tails_by_job.values() for t in ts), default=0)} "
         f"orphan_tokens_at_most={bill.orphan_bound}"
     )
+
+
+async def test_an_attempt_logged_without_events_is_resumed_and_written(
+    scale: tuple[RedisJobQueue, RedisEventLog],
+    redis_server: RedisServer,
+    simulator_process: object,
+    tmp_path: Path,
+) -> None:
+    """A worker died just after logging its second attempt's start: the new owner's text still lands.
+
+    The new owner numbers its attempt after the last one the log has events of, so the attempt
+    is numbered again; every frame of it must be written, not taken for one already in the log.
+    """
+    queue, events = scale
+    base_url = simulator_process(*SIM_ARGS)  # type: ignore[operator]
+    request = report_request(0)
+    job_id = await queue.submit(request)
+    (lease,) = await queue.lease("dead", 1, 1.0)
+    take = await events.take(lease.job_id, "dead")
+    encoder = FrameEncoder(job_id)
+    send, receive = anyio.create_memory_object_stream[Item](10_000)
+    async with make_client(api_key="test", base_url=base_url) as client, receive:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Source(client, request, job_id).run, send)
+            deltas = 0
+            async for item in receive:
+                encoder.add(item)
+                deltas += item.event.type == "content_block_delta"
+                if deltas == 20:
+                    tg.cancel_scope.cancel()
+    encoder.add(Item(job_id, AttemptStarted(2, "prefill", "connection dropped"), 0, 2))
+    frames = encoder.take()
+    assert frames[-1].event == "rillet.attempt"
+    entries = [LogEntry(seq, take.epoch, frame) for seq, frame in enumerate(frames, 1)]
+    await events.append(job_id, take.epoch, entries, len(encoder.snapshot()["content"][0]["text"]))
+    workers = Workers(write_config(tmp_path / "worker.toml", redis_server.url, lease_seconds=1.0), base_url)
+    try:
+        workers.start()
+        await wait_finished(events, [job_id], within=30)
+    finally:
+        workers.close()
+    check = await check_job(events, job_id, request, SIM)
+    assert check.text == check.reference
+    assert check.ends == 1
+    assert check.epochs == [1, 2]

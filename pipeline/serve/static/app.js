@@ -149,12 +149,13 @@
         view.tokens = data.usage.output_tokens;
         view.tokensFinal = true;
       }
-      if (data.ttft_s !== null) view.ttft = data.ttft_s;
-      if (data.cost_usd !== null) {
+      // A job a replica ended without a run (cancelled while queued, dead-lettered) has no figures.
+      if (data.ttft_s != null) view.ttft = data.ttft_s;
+      if (data.cost_usd != null) {
         view.cost = data.cost_usd;
         view.costEstimated = data.cost_estimated;
       }
-      view.rate = data.tokens_per_s;
+      view.rate = data.tokens_per_s ?? null;
       outcomeField.textContent = data.outcome;
       source.close();
       setRunning(false);
