@@ -1,10 +1,22 @@
 """Scale-out on Redis Streams: durable report jobs, fenced takeover, shared per-job event logs."""
 
-from pipeline.scale._redis import Keys, RedisEventLog, RedisJobQueue, open_redis
-from pipeline.scale.protocols import EventLog, Fenced, Frame, JobQueue, Lease, LogEntry, LogFull, Lost, Take
+from pipeline.scale._redis import Keys, RedisCancelSignals, RedisEventLog, RedisJobQueue, open_redis
+from pipeline.scale.protocols import (
+    CancelSignals,
+    EventLog,
+    Fenced,
+    Frame,
+    JobQueue,
+    Lease,
+    LogEntry,
+    LogFull,
+    Lost,
+    Take,
+)
 from pipeline.scale.settings import RedisConfig, load_scale_config
 
 __all__ = [
+    "CancelSignals",
     "EventLog",
     "Fenced",
     "Frame",
@@ -14,6 +26,7 @@ __all__ = [
     "LogEntry",
     "LogFull",
     "Lost",
+    "RedisCancelSignals",
     "RedisConfig",
     "RedisEventLog",
     "RedisJobQueue",

@@ -34,16 +34,11 @@ from pipeline.simulator._plan import build_plan
 from pipeline.simulator._scenarios import SCENARIOS
 from pipeline.simulator._validation import parse_request
 from pipeline.source import CONTINUED
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "claude-haiku-4-5"
 """Accepts prefill, so a takeover resumes with the exact continuation (nothing restated)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
