@@ -13,8 +13,9 @@ is wrapped to note when the latest chunk arrived at the socket, as the kernel st
 reading ahead, so when it yields an event, the latest chunk is the one that completed it: the
 event loop's delays, SSE decoding, JSON and pydantic work all stay out of the receive time.
 
-Behind an HTTP proxy (``HTTPS_PROXY`` and the like) the SDK's default transport is kept, and the
-same stamps are taken in user space: at the hand-off to the transport, and as each chunk is read.
+Behind an HTTP proxy (``HTTPS_PROXY`` and the like, or the system's settings, unless ``NO_PROXY``
+exempts the host) the SDK's default transport is kept, and the same stamps are taken in user
+space: at the hand-off to the transport, and as each chunk is read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import os
 import socket
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,17 +35,19 @@ from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 from pipeline.wire_reader import WireReader
 from pipeline.wire_transport import SocketOption, WireStream, WireTransport
 
+API_URL = "https://api.anthropic.com"
+"""The SDK's default base URL (it exports no constant for it): the host a proxy would be for."""
+
 SENT_NS = "rillet.sent_ns"
 """Request extension: when the request's first byte was sent, in ``perf_counter_ns``."""
 
-PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
-"""Environment variables (either case) that route the SDK through a proxy: its own transport does that."""
-
 KEEPALIVE: tuple[SocketOption, ...] = (
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 60),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60),
+    *(
+        (socket.IPPROTO_TCP, option, value)
+        for name, value in (("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 5), ("TCP_KEEPIDLE", 60))
+        if (option := getattr(socket, name, None)) is not None  # as the SDK: not every system has each
+    ),
 )
 """The SDK's own TCP keep-alive, which its default transport sets: a quiet long stream stays open."""
 
@@ -127,7 +132,7 @@ def make_client(
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [_stamp_sent], "response": [_stamp_arrivals]}
     context = ssl_context if ssl_context is not None else httpx2.create_ssl_context()
-    if _proxied():
+    if _proxied(base_url or os.environ.get("ANTHROPIC_BASE_URL") or API_URL):
         http_client = DefaultAsyncHttpxClient(
             limits=limits, timeout=timeout, verify=context, event_hooks=hooks
         )
@@ -139,5 +144,10 @@ def make_client(
     return AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client)
 
 
-def _proxied() -> bool:
-    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES)
+def _proxied(base_url: str) -> bool:
+    """Whether the SDK would reach ``base_url`` through a proxy (environment or system settings)."""
+    url = urllib.parse.urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    if url.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(url.hostname or "")

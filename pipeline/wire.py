@@ -45,7 +45,8 @@ def _perf_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
             seconds: int
             nanoseconds: int
             seconds, nanoseconds = _STAMP.unpack_from(data)
-            offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.perf_counter_ns()
+            before = time.perf_counter_ns()
+            offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - (before + time.perf_counter_ns()) // 2
             return seconds * 1_000_000_000 + nanoseconds - offset
     return time.perf_counter_ns()
 
@@ -61,7 +62,10 @@ class StampedSocket(socket.socket):
         self.request_sent_ns = 0
         self._answered = True
         if STAMPED:
-            self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            try:
+                self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:  # a sandbox refusing it: reads are then stamped as they return
+                pass
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if not STAMPED:
@@ -80,6 +84,10 @@ class StampedSocket(socket.socket):
     def sendmsg(self, buffers: Any, *args: Any) -> int:
         self._note_send()
         return super().sendmsg(buffers, *args)
+
+    def expect_request(self) -> None:
+        """The next send starts a request (a TLS handshake's own writes just ended)."""
+        self._answered = True
 
     def _note_send(self) -> None:
         if self._answered:

@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import anyio
+
 from pipeline.wire import STAMPED, StampedSocket
 
 SWITCH_INTERVAL_S = 0.0005
@@ -53,7 +55,7 @@ class Inbox:
         self.ended: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.paused = False
         self.closed = False
         self._reader = reader
@@ -92,22 +94,38 @@ class Inbox:
                     self.chunks.append((data, self.sock.received_ns))
                 else:
                     self._reader.pause(self)
+                    if len(self.chunks) < MAX_CHUNKS // 2:  # drained meanwhile, past its resume check
+                        self._reader.resume(self)
             except BlockingIOError:
                 pass
             except OSError as exc:
                 self.ended = exc
             if self.ended is not None:
                 self._reader.forget(self)
-        waiter = self.waiter
+        waiter = self.waiter  # only ``receive`` clears it: waking twice is harmless, never waking is not
         if waiter is not None and (self.chunks or self.ended is not None):
-            self.waiter = None
+            self.loop.call_soon_threadsafe(_wake, waiter)
+
+    def fail(self, exc: BaseException) -> None:
+        """In the thread: this connection broke the reader; it ends with ``exc``, the others go on."""
+        with self.lock:
+            self.ended = self.ended or exc
+            self._reader.forget(self)
+        waiter = self.waiter
+        if waiter is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(_wake, waiter)
 
     def close(self) -> None:
-        """Stops reading before the socket closes, so the thread never reads a reused descriptor."""
+        """Stops reading before the socket closes, so the thread never reads a reused descriptor.
+
+        A task still waiting for this connection ends at once, as it does when read in the loop.
+        """
         with self.lock:
             self.closed = True
+            self.ended = self.ended or anyio.ClosedResourceError()
             self._reader.forget(self)
+        if self.waiter is not None:
+            _wake(self.waiter)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -116,7 +134,11 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class WireReader:
-    """The reading thread for every connection of a process's clients; started on first use."""
+    """The reading thread for every connection of a process's clients; started on first use.
+
+    A paused socket leaves the epoll set altogether: epoll reports a reset or hang-up even for a
+    socket registered for nothing, which would wake the thread again and again.
+    """
 
     def __init__(self) -> None:
         self.pauses = 0
@@ -138,29 +160,37 @@ class WireReader:
         return inbox
 
     def pause(self, inbox: Inbox) -> None:
+        """Under the inbox's lock."""
         self.pauses += 1
         inbox.paused = True
-        self._epoll.modify(inbox.sock.fileno(), 0)
+        self._epoll.unregister(inbox.sock.fileno())
 
     def resume(self, inbox: Inbox) -> None:
+        """From the loop, or from the thread under the inbox's lock (which is reentrant)."""
         with inbox.lock:
             if inbox.paused and not inbox.closed and inbox.ended is None:
                 inbox.paused = False
-                self._epoll.modify(inbox.sock.fileno(), select.EPOLLIN)
+                self._epoll.register(inbox.sock.fileno(), select.EPOLLIN)
 
     def forget(self, inbox: Inbox) -> None:
+        """Under the inbox's lock."""
         fd = inbox.sock.fileno()
         if fd >= 0 and self._inboxes.get(fd) is inbox:
             del self._inboxes[fd]
-            self._epoll.unregister(fd)
+            if not inbox.paused:
+                self._epoll.unregister(fd)
 
     def _run(self) -> None:
         inboxes = self._inboxes
         while True:
             for fd, _ in self._epoll.poll():
                 inbox = inboxes.get(fd)
-                if inbox is not None:
+                if inbox is None:
+                    continue
+                try:
                     inbox.fill()
+                except Exception as exc:  # one connection's failure must not stop every other's reads
+                    inbox.fail(exc)
 
 
 @functools.cache

@@ -10,6 +10,7 @@ stream: a decrypted chunk is stamped with the arrival of the record that complet
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import ssl
 from collections.abc import Iterable
@@ -24,6 +25,9 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 
 from pipeline.wire import StampedSocket
 from pipeline.wire_reader import WireReader
+
+NEXT_ADDRESS_AFTER_S = 0.25
+"""How long one address of several may take to connect before the next is tried (RFC 8305)."""
 
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 """A ``setsockopt`` argument list, as httpcore2 passes them."""
@@ -63,15 +67,15 @@ class _RawStream(anyio.abc.ByteStream):
                 await anyio.wait_readable(self.sock)
 
     def readable(self) -> bool:
-        """httpcore2 asks before reusing an idle connection: readable then means closed by the server."""
-        if self._inbox is not None:
-            return bool(self._inbox.chunks) or self._inbox.ended is not None
-        try:
-            return bool(self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
+        """httpcore2 asks before reusing an idle connection: anything to read means the server closed it.
+
+        An EOF, a TLS close_notify or a stray 408 alike. With a reading thread, the bytes are in the
+        inbox or still in the socket; its lock keeps them from being between the two.
+        """
+        if self._inbox is None:
+            return _pending(self.sock)
+        with self._inbox.lock:
+            return bool(self._inbox.chunks) or self._inbox.ended is not None or _pending(self.sock)
 
     async def send(self, item: bytes) -> None:
         await checkpoint_if_cancelled()
@@ -100,6 +104,17 @@ class _RawStream(anyio.abc.ByteStream):
         }
 
 
+def _pending(sock: StampedSocket) -> bool:
+    """Whether the (non-blocking) socket has bytes or an EOF to read; peeking leaves its stamps alone."""
+    try:
+        socket.socket.recv(sock, 1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 class WireStream(httpcore2.AsyncNetworkStream):
     """httpcore2's view of one connection, plain or TLS, with the socket's stamps at hand."""
 
@@ -120,6 +135,8 @@ class WireStream(httpcore2.AsyncNetworkStream):
         except anyio.EndOfStream:
             return b""
         except TimeoutError as exc:
+            if _kernel_error(exc):
+                raise httpcore2.ReadError(str(exc)) from exc
             raise httpcore2.ReadTimeout(str(exc)) from exc
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise httpcore2.ReadError(str(exc) or type(exc).__name__) from exc
@@ -131,6 +148,8 @@ class WireStream(httpcore2.AsyncNetworkStream):
             with anyio.fail_after(timeout):
                 await self._stream.send(buffer)
         except TimeoutError as exc:
+            if _kernel_error(exc):
+                raise httpcore2.WriteError(str(exc)) from exc
             raise httpcore2.WriteTimeout(str(exc)) from exc
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise httpcore2.WriteError(str(exc) or type(exc).__name__) from exc
@@ -149,12 +168,15 @@ class WireStream(httpcore2.AsyncNetworkStream):
                     hostname=server_hostname,
                     standard_compatible=False,
                 )
-        except TimeoutError as exc:
-            await self.aclose()
-            raise httpcore2.ConnectTimeout(str(exc)) from exc
-        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-            await self.aclose()
-            raise httpcore2.ConnectError(str(exc) or type(exc).__name__) from exc
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            if isinstance(exc, TimeoutError):
+                raise httpcore2.ConnectTimeout(str(exc)) from exc
+            if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream)):
+                raise httpcore2.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        self.socket.expect_request()  # the handshake's last flight is not the request's first byte
         return WireStream(self._raw, tls)
 
     def get_extra_info(self, info: str) -> Any:
@@ -169,6 +191,11 @@ class WireStream(httpcore2.AsyncNetworkStream):
         if info == "is_readable":
             return self._raw.readable()
         return None
+
+
+def _kernel_error(exc: TimeoutError) -> bool:
+    """``ETIMEDOUT`` from the TCP stack (a dead peer) is a ``TimeoutError`` too, but a broken connection."""
+    return exc.errno is not None
 
 
 class WireBackend(httpcore2.AsyncNetworkBackend):
@@ -193,7 +220,11 @@ class WireBackend(httpcore2.AsyncNetworkBackend):
             raise httpcore2.ConnectTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpcore2.ConnectError(str(exc)) from exc
-        raw = _RawStream(sock, self._reader)
+        try:
+            raw = _RawStream(sock, self._reader)
+        except BaseException:
+            sock.close()
+            raise
         return WireStream(raw, raw)
 
     async def connect_unix_socket(
@@ -208,9 +239,11 @@ class WireBackend(httpcore2.AsyncNetworkBackend):
 async def _connect(
     host: str, port: int, local_address: str | None, options: list[SocketOption]
 ) -> StampedSocket:
-    """Tries each address in turn, as ``socket.create_connection`` does, without blocking the loop."""
+    """Tries each address in turn without blocking the loop, giving all but the last
+    :data:`NEXT_ADDRESS_AFTER_S` (as Happy Eyeballs does), so a dead IPv6 route costs a moment."""
     error: OSError | None = None
-    for family, kind, proto, _, address in await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for index, (family, kind, proto, _, address) in enumerate(addresses):
         sock = StampedSocket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -221,8 +254,14 @@ async def _connect(
                 sock.bind((local_address, 0))
             code = sock.connect_ex(address)
             if code == errno.EINPROGRESS:
-                await anyio.wait_writable(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                last = index == len(addresses) - 1
+                with anyio.move_on_after(math.inf if last else NEXT_ADDRESS_AFTER_S) as attempt:
+                    await anyio.wait_writable(sock)
+                code = (
+                    errno.ETIMEDOUT
+                    if attempt.cancelled_caught
+                    else sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                )
             if code:
                 raise OSError(code, f"connecting to {host}:{port}: {errno.errorcode.get(code, code)}")
             return sock

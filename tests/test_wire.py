@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anthropic
 import anyio
 import httpx2
 import pytest
@@ -27,8 +28,8 @@ from pipeline.simulator import SimulatorSettings, open_simulator, reference_text
 from pipeline.source import Source
 from pipeline.wire import StampedListener, StampedSocket
 from pipeline.wire_reader import WireReader
-from pipeline.wire_transport import WireStream
-from tests.conftest import SimulatorProcess
+from pipeline.wire_transport import WireStream, WireTransport
+from tests.conftest import SimulatorProcess, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -127,6 +128,45 @@ async def test_a_consumer_far_behind_pauses_its_socket_and_loses_nothing(
     assert reader.pauses > 0
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["read-in-loop", "read-in-thread"])
+async def test_an_idle_connection_the_server_gave_up_is_not_reused(threaded: bool) -> None:
+    """The server answers, then says 408 and closes while the connection idles: the next request
+    goes on a new connection and gets its answer (reusing the old one would fail it)."""
+    answered, closed = anyio.Event(), anyio.Event()
+    served = 0
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        nonlocal served
+        served += 1
+        async with stream:
+            await stream.receive()
+            if served == 2:
+                await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+                return
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+            await answered.wait()
+            await stream.send(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+        closed.set()
+
+    transport = WireTransport(
+        limits=httpx2.Limits(),
+        ssl_context=ssl.create_default_context(),
+        reader=WireReader() if threaded else None,
+    )
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    url = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/"
+    async with listener, anyio.create_task_group() as tg, httpx2.AsyncClient(transport=transport) as http:
+        tg.start_soon(listener.serve, serve)
+        first = await http.get(url)
+        answered.set()
+        await closed.wait()
+        second = await http.get(url)
+        tg.cancel_scope.cancel()
+    assert (first.text, second.text, served) == ("first", "second", 2)
+
+
 @asynccontextmanager
 async def _tls_front(target: str, context: ssl.SSLContext) -> AsyncIterator[str]:
     """A TLS terminator on loopback in front of ``target``: the simulator, served over https."""
@@ -182,12 +222,16 @@ async def test_tls_chunks_carry_their_records_arrival() -> None:
     assert [i.received_ns for i in deltas] == sorted(i.received_ns for i in deltas)
 
 
-async def test_behind_a_proxy_the_sdks_own_transport_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTPS_PROXY set: requests still work, through httpx2's transport (which honours proxies)."""
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+async def test_a_proxy_for_the_host_keeps_the_sdks_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY set: the request goes to the proxy (down here, so it fails to connect), as the SDK's
+    transport sends it; with NO_PROXY naming the host, it goes straight there, on wire times."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
     async with open_simulator() as sim:
-        client = make_client(api_key="test", base_url=sim.base_url, max_connections=1)
-        async with client:
+        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1) as client:
+            with pytest.raises(anthropic.APIConnectionError):
+                await client.messages.create(**REQUEST)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1) as client:
             raw = await client.messages.with_raw_response.create(**REQUEST)
-    assert not isinstance(raw.http_response.extensions.get("network_stream"), WireStream)
+    assert isinstance(raw.http_response.extensions["network_stream"], WireStream)
     assert (await raw.parse()).stop_reason == "max_tokens"
