@@ -52,7 +52,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scale")]
 
 from replica_harness import ReplicaProcess  # noqa: E402
-from scale_harness import RedisServer, SimulatorProcess, Workers, report_request, write_config  # noqa: E402
+from scale_harness import (  # noqa: E402
+    RedisServer,
+    SimulatorProcess,
+    Workers,
+    redis_and_simulator,
+    report_request,
+    write_config,
+)
 
 from pipeline.bench.stats import percentile  # noqa: E402
 from pipeline.scale import Frame, LogEntry, RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
@@ -368,17 +375,11 @@ async def check(
 
 
 def main(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = RedisServer(Path(tmp))
-        redis.start()
-        try:
-            sim = SimulatorProcess("--tokens-per-s", str(args.tokens_per_s))
-            try:
-                return anyio.run(run, args, redis, sim, Path(tmp))
-            finally:
-                sim.close()
-        finally:
-            redis.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_and_simulator(Path(tmp), "--tokens-per-s", str(args.tokens_per_s)) as (redis, sim),
+    ):
+        return anyio.run(run, args, redis, sim, Path(tmp))
 
 
 if __name__ == "__main__":

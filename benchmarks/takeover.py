@@ -44,6 +44,7 @@ from scale_harness import (  # noqa: E402
     SimulatorProcess,
     Workers,
     billing,
+    redis_and_simulator,
     report_request,
     simulator_truths,
     write_config,
@@ -203,17 +204,13 @@ def first_resumed_token_ns(entries: list[Any], truths: dict[str, dict[str, Any]]
 
 
 def main(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = RedisServer(Path(tmp))
-        redis.start()
-        try:
-            sim = SimulatorProcess("--tokens-per-s", str(TOKENS_PER_S), "--report-tokens", str(REPORT_TOKENS))
-            try:
-                return anyio.run(run, args, redis, sim, Path(tmp))
-            finally:
-                sim.close()
-        finally:
-            redis.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_and_simulator(
+            Path(tmp), "--tokens-per-s", str(TOKENS_PER_S), "--report-tokens", str(REPORT_TOKENS)
+        ) as (redis, sim),
+    ):
+        return anyio.run(run, args, redis, sim, Path(tmp))
 
 
 if __name__ == "__main__":

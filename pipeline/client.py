@@ -130,9 +130,10 @@ def make_client(
     ``wire_reader`` reads their sockets in its thread, for stamps a busy loop cannot delay.
     """
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_stamp_sent], "response": [_stamp_arrivals]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"response": [_stamp_arrivals]}
     context = ssl_context if ssl_context is not None else httpx2.create_ssl_context()
     if _proxied(base_url or os.environ.get("ANTHROPIC_BASE_URL") or API_URL):
+        hooks["request"] = [_stamp_sent]  # the wire transport stamps the send itself
         http_client = DefaultAsyncHttpxClient(
             limits=limits, timeout=timeout, verify=context, event_hooks=hooks
         )

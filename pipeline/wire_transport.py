@@ -13,7 +13,8 @@ import errno
 import math
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -130,29 +131,16 @@ class WireStream(httpcore2.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            with anyio.fail_after(timeout):
+            with _failures_as(httpcore2.ReadTimeout, httpcore2.ReadError), anyio.fail_after(timeout):
                 return await self._stream.receive(max_bytes)
         except anyio.EndOfStream:
             return b""
-        except TimeoutError as exc:
-            if _kernel_error(exc):
-                raise httpcore2.ReadError(str(exc)) from exc
-            raise httpcore2.ReadTimeout(str(exc)) from exc
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise httpcore2.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        try:
-            with anyio.fail_after(timeout):
-                await self._stream.send(buffer)
-        except TimeoutError as exc:
-            if _kernel_error(exc):
-                raise httpcore2.WriteError(str(exc)) from exc
-            raise httpcore2.WriteTimeout(str(exc)) from exc
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise httpcore2.WriteError(str(exc) or type(exc).__name__) from exc
+        with _failures_as(httpcore2.WriteTimeout, httpcore2.WriteError), anyio.fail_after(timeout):
+            await self._stream.send(buffer)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -193,9 +181,18 @@ class WireStream(httpcore2.AsyncNetworkStream):
         return None
 
 
-def _kernel_error(exc: TimeoutError) -> bool:
-    """``ETIMEDOUT`` from the TCP stack (a dead peer) is a ``TimeoutError`` too, but a broken connection."""
-    return exc.errno is not None
+@contextmanager
+def _failures_as(timed_out: type[Exception], broken: type[Exception]) -> Iterator[None]:
+    """A read's or write's failures as httpcore2's exceptions, which the SDK classifies.
+
+    ``ETIMEDOUT`` from the TCP stack (a dead peer) is a ``TimeoutError`` too, but a broken connection.
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        raise (timed_out if exc.errno is None else broken)(str(exc)) from exc
+    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        raise broken(str(exc) or type(exc).__name__) from exc
 
 
 class WireBackend(httpcore2.AsyncNetworkBackend):

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +251,23 @@ class SimulatorProcess:
         self._drain.join(5)
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+@contextlib.contextmanager
+def redis_and_simulator(
+    directory: Path, *simulator_options: str
+) -> Iterator[tuple[RedisServer, SimulatorProcess]]:
+    """A Redis server keeping its files in ``directory`` and a simulator process, for a benchmark."""
+    redis = RedisServer(directory)
+    redis.start()
+    try:
+        sim = SimulatorProcess(*simulator_options)
+        try:
+            yield redis, sim
+        finally:
+            sim.close()
+    finally:
+        redis.stop()
 
 
 def end_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
