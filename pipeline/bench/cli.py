@@ -17,6 +17,9 @@ from pipeline.config import RunConfig, describe_validation_error, parse_config, 
 from pipeline.errors import ConfigError
 from pipeline.sink import SinkSpec
 
+PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
+"""What vLLM's ``--percentile-metrics`` may name; rillet reports every one of them anyway."""
+
 
 def _list(kind: type[float] | type[int]) -> Any:
     def parse(text: str) -> list[float] | list[int]:
@@ -46,14 +49,30 @@ def _slo(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected METRIC:MS such as ttft:500, got {text!r}") from None
 
 
+def _metrics(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(names) - set(PERCENTILE_METRICS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {','.join(PERCENTILE_METRICS)}, got {text!r}"
+        )
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", nargs="?", type=Path, help="a TOML file with a [bench] section, e.g. config/bench.toml"
     )
     parser.add_argument("--model", help="the model to ask")
     count = parser.add_mutually_exclusive_group()
-    count.add_argument("--num-requests", type=int, help="measured requests per point (default 100)")
-    count.add_argument("--duration", type=float, help="seconds of sending per point")
+    count.add_argument(
+        "--num-requests",
+        "--num-prompts",
+        "--request-count",
+        type=int,
+        help="measured requests per point (default 100)",
+    )
+    count.add_argument("--duration", "--benchmark-duration", type=float, help="seconds of sending per point")
     load = parser.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=_list(int), help="closed loop: C or a sweep C1,C2,...")
     load.add_argument(
@@ -62,20 +81,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--burstiness", type=float, help="gamma shape of inter-arrivals: 1 Poisson, <1 burstier"
     )
-    parser.add_argument("--max-concurrency", type=int, help="open loop: cap on requests in flight")
     parser.add_argument(
-        "--warmup", type=int, help="unmeasured requests first (default: one per slot, up to 64)"
+        "--max-concurrency",
+        type=int,
+        help="open loop: cap on requests in flight; without --request-rate, a closed loop of N (as vLLM)",
+    )
+    parser.add_argument(
+        "--warmup",
+        "--warmup-request-count",
+        type=int,
+        help="unmeasured requests first (default: one per slot, up to 64)",
     )
     parser.add_argument("--input-tokens", type=_tokens, help="synthetic prompt size N or N:SD")
-    parser.add_argument("--output-tokens", type=int, help="max_tokens of each request")
+    parser.add_argument("--random-input-len", "--isl", type=int, help="synthetic prompt size N")
+    parser.add_argument("--isl-stddev", type=float, help="spread (SD) of the synthetic prompt size")
+    parser.add_argument(
+        "--output-tokens", "--random-output-len", "--osl", type=int, help="max_tokens of each request"
+    )
     parser.add_argument(
         "--prompts", type=Path, help="JSONL prompts: one object a line with prompt or messages"
     )
-    parser.add_argument("--seed", type=int, help="seed of prompts and arrivals")
+    parser.add_argument("--seed", "--random-seed", type=int, help="seed of prompts and arrivals")
     parser.add_argument(
         "--goodput", nargs="+", type=_slo, metavar="METRIC:MS", help="SLOs: ttft:MS tpot:MS e2el:MS"
     )
-    parser.add_argument("--percentiles", type=_list(float), help="e.g. 50,90,95,99 (p99 is always reported)")
+    parser.add_argument(
+        "--percentiles",
+        "--metric-percentiles",
+        type=_list(float),
+        help="e.g. 50,90,95,99 (p99 is always reported)",
+    )
+    parser.add_argument(
+        "--percentile-metrics",
+        type=_metrics,
+        help="vLLM's choice of metrics, e.g. ttft,tpot,itl,e2el: accepted; rillet reports all four",
+    )
     parser.add_argument("--workers", type=int, help="client processes, each with its own event loop")
     parser.add_argument("--result-json", type=Path, help="write vLLM-keyed results here")
     parser.add_argument("--save-requests", type=Path, help="write one JSON line per request here")
@@ -136,6 +176,13 @@ def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
     bench |= {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
     if args.input_tokens is not None:
         bench["input_tokens"], bench["input_tokens_sd"] = args.input_tokens
+    if args.random_input_len is not None:
+        bench["input_tokens"] = args.random_input_len
+    if args.isl_stddev is not None:
+        bench["input_tokens_sd"] = args.isl_stddev
+    if args.max_concurrency is not None and bench.get("request_rate") is None:
+        # vLLM's --max-concurrency N without a rate sends as fast as N slots allow: a closed loop of N.
+        bench["concurrency"] = [bench.pop("max_concurrency")]
     if args.goodput is not None:
         bench["goodput"] = dict(args.goodput)
     simulator = dict(bench.get("simulator", {}))
