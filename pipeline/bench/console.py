@@ -62,6 +62,7 @@ def summary(result: dict[str, Any]) -> str:
     if result["request_goodput"] is not None:
         lines.append(_row("Request goodput (req/s):", result["request_goodput"]))
     lines.append(_row("Output token throughput (tok/s):", result["output_throughput"]))
+    lines.append(_row("Peak output token throughput (tok/s):", result["max_output_tokens_per_s"]))
     lines.append(_row("Peak concurrent requests:", result["max_concurrent_requests"]))
     lines.append(_row("Total Token throughput (tok/s):", result["total_token_throughput"]))
     for key, label, title in _SECTIONS:
@@ -73,7 +74,11 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
-    lines = [_title("TTFT variants (median / P99, ms)")]
+    lines = [_title("Per-chunk gaps (median / P99, ms)")]
+    lines.append(
+        _row("chunk gap:", f"{result['median_chunk_gap_ms']:.2f} / {result['p99_chunk_gap_ms']:.2f}")
+    )
+    lines.append(_title("TTFT variants (median / P99, ms)"))
     for key, label in _VARIANTS:
         if result[f"count_{key}"]:
             pair = f"{result[f'median_{key}_ms']:.2f} / {result[f'p99_{key}_ms']:.2f}"

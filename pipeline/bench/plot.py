@@ -32,7 +32,7 @@ def plot(runs: Sequence[PointRun], results: Sequence[dict[str, Any]], path: Path
         done = [r for r in run.records if r.ok]
         label = f"{_name(run)}"
         ttfts = [r.ttft * 1000 for r in done if r.ttft is not None]
-        gaps = [g * 1000 for r in done for g in r.itl]
+        gaps = [g * 1000 for r in done for g in r.chunk_gaps]
         if ttfts:
             ttft_ax.hist(ttfts, bins=40, alpha=0.6, label=label)
         if gaps:
@@ -70,7 +70,7 @@ def _traces(ax: Any, run: PointRun) -> None:
     for record in done:
         assert record.ttft is not None
         start = (record.start_ns - run.started_ns) / 1e9 + record.ttft
-        times = list(itertools.accumulate(record.itl, initial=start))
+        times = list(itertools.accumulate(record.chunk_gaps, initial=start))
         ax.step(times, range(1, len(times) + 1), where="post", linewidth=0.6, alpha=0.5)
     ax.set(
         title=f"Stream progress per request ({_name(run)})", xlabel="s since start", ylabel="content deltas"

@@ -2,8 +2,13 @@
 
 Timings come from :class:`~pipeline.stages.latency.LatencyStage` and cost from
 :class:`~pipeline.stages.cost.CostStage`; :class:`RecordStage` only notes what they do not keep
-(each attempt's request id and status, and when the first attempt was begun and sent), reading
-items, never re-timing them.
+(each attempt's request id and status, when the first attempt was begun and sent, and how much
+text each content chunk carried), reading items, never re-timing them.
+
+Per-token ITL: Claude streams several tokens per ``content_block_delta`` and the API reports only
+the total (usage), so each chunk's share of the output tokens is estimated from its characters
+(:func:`split_tokens`), and each gap is divided over the tokens of the chunk it ends
+(:attr:`RequestRecord.itl`). vLLM's servers stream one token per chunk, so there the two agree.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.runner import StreamResult
 from pipeline.stages import StreamContext
+from pipeline.stages.latency import content_chars
 
 
 class RecordStage:
@@ -26,10 +32,15 @@ class RecordStage:
         self.statuses: list[int] = []
         self.sent_ns: int | None = None
         self.transport_ns: int | None = None
+        self.chunk_chars: list[int] = []
 
     def process(self, item: Item) -> Sequence[Item]:
         event = item.event
-        if isinstance(event, ResponseHeaders):
+        if event.type == "content_block_delta" and item.attempt == 1:
+            chars = content_chars(event.delta)
+            if chars is not None:
+                self.chunk_chars.append(chars)
+        elif isinstance(event, ResponseHeaders):
             self.statuses.append(event.status_code)
             if event.request_id:
                 self.request_ids.append(event.request_id)
@@ -77,7 +88,10 @@ class RequestRecord:
     ttft_thinking: float | None = None
     e2e: float | None = None
     tpot: float | None = None
-    itl: list[float] = field(default_factory=list)
+    chunk_gaps: list[float] = field(default_factory=list)
+    """Every gap between successive content chunks (per chunk, rillet's ``chunk_gap``)."""
+    chunk_tokens: list[int] = field(default_factory=list)
+    """Output tokens of each content chunk (estimated, :func:`split_tokens`); empty when unknown."""
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
@@ -117,6 +131,16 @@ class RequestRecord:
         return None if self.ttft is None or build is None else self.ttft + build
 
     @property
+    def itl(self) -> list[float]:
+        """Per-token ITL (vLLM's): each chunk gap divided over the tokens of the chunk it ends, once
+        per token; the per-chunk gaps when the chunks' tokens are unknown."""
+        if len(self.chunk_tokens) != len(self.chunk_gaps) + 1:
+            return list(self.chunk_gaps)
+        return [
+            gap / k for gap, k in zip(self.chunk_gaps, self.chunk_tokens[1:], strict=True) for _ in range(k)
+        ]
+
+    @property
     def total_input_tokens(self) -> int:
         return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
@@ -127,12 +151,30 @@ class RequestRecord:
             "slot_wait": self.slot_wait,
             "request_build": self.request_build,
             "ttft_from_call": self.ttft_from_call,
+            "itl": self.itl,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:
         fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**fields)
+
+
+def split_tokens(total: int, chars: Sequence[int]) -> list[int]:
+    """``total`` tokens dealt over chunks of ``chars`` characters: one each, the rest in proportion
+    to the characters (evenly when none has any), largest remainders first and ties to the earlier
+    chunk. A chunk with content carries at least one token, whatever the total says."""
+    n = len(chars)
+    rest = total - n
+    if n == 0 or rest <= 0:
+        return [1] * n
+    weight = sum(chars)
+    shares = [rest * c / weight for c in chars] if weight else [rest / n] * n
+    tokens = [int(share) for share in shares]
+    by_remainder = sorted(range(n), key=lambda i: (tokens[i] - shares[i], i))
+    for i in by_remainder[: rest - sum(tokens)]:
+        tokens[i] += 1
+    return [1 + t for t in tokens]
 
 
 _STATUS = re.compile(r"(\d{3}) ")
@@ -194,8 +236,10 @@ def build_record(
         record.ttft_thinking = latency.to_first_thinking
         record.e2e = latency.end_to_end
         record.tpot = latency.time_per_output_token
-        record.itl = list(latency.gaps)
+        record.chunk_gaps = list(latency.gaps)
         record.output_tokens = latency.output_tokens
+        if len(stage.chunk_chars) == len(record.chunk_gaps) + 1 and result.attempts == 1:
+            record.chunk_tokens = split_tokens(latency.output_tokens, stage.chunk_chars)
     if cost is not None:
         usage = cost.usage
         record.input_tokens = usage.input_tokens

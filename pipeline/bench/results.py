@@ -1,14 +1,18 @@
 """From a point's request records to its result: vLLM's keys first, then rillet's own.
 
 vLLM's definitions hold for its keys (``reference/metrics.md``): TTFT, TPOT, ITL and E2E over
-completed requests only, ITL over every inter-chunk gap of them, goodput the completed requests
-per second meeting every SLO (a request of one output token has TPOT 0 there, as in vLLM).
+completed requests only, ITL per token (each chunk gap divided over the chunk's tokens, one sample
+per token, as vLLM's one-token chunks give it) and the raw per-chunk gaps under ``chunk_gap``,
+goodput the completed requests per second meeting every SLO (a request of one output token has
+TPOT 0 there, as in vLLM). ``max_output_tokens_per_s`` is vLLM's: the most output tokens that
+arrived within one second of the point, counted in whole seconds from its first request's start.
 ``max_concurrent_requests`` is the exact peak of overlapping requests, not vLLM's per-second
 buckets, which count two requests that share a second but never overlap.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 import time
@@ -87,6 +91,7 @@ def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> 
         "request_goodput": _goodput(done, settings.goodput) / duration if settings.goodput else None,
         "output_throughput": total_output / duration,
         "total_token_throughput": (total_input + total_output) / duration,
+        "max_output_tokens_per_s": peak_tokens_per_second(done),
         "max_concurrent_requests": peak_overlap(intervals),
     }
     result |= _timings(done, percentiles)
@@ -97,6 +102,24 @@ def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> 
     result |= {"simulated": simulated, "percentiles": percentiles, "goodput_slos_ms": settings.goodput}
     result |= versions()
     return result
+
+
+def peak_tokens_per_second(done: Sequence[RequestRecord]) -> float:
+    """vLLM's peak: tokens bucketed by whole seconds since the first request's zero, each chunk's
+    tokens at its arrival (a chunk's tokens arrive together)."""
+    if not done:
+        return 0.0
+    first = min(r.transport_ns or r.start_ns for r in done)
+    buckets: Counter[int] = Counter()
+    for r in done:
+        if r.ttft is None:
+            continue
+        tokens = r.chunk_tokens or [1] * (len(r.chunk_gaps) + 1)
+        zero = (r.transport_ns or r.start_ns) - first
+        times = itertools.accumulate(r.chunk_gaps, initial=zero / 1e9 + r.ttft)
+        for at, count in zip(times, tokens, strict=False):
+            buckets[int(at)] += count
+    return float(max(buckets.values(), default=0))
 
 
 def _goodput(done: Sequence[RequestRecord], slos: dict[str, float]) -> int:
@@ -116,6 +139,7 @@ def _timings(done: Sequence[RequestRecord], percentiles: Sequence[float]) -> dic
     out |= Summary.of(_values(done, "ttft"), percentiles).keys("ttft")
     out |= Summary.of(_values(done, "tpot"), percentiles).keys("tpot")
     out |= Summary.of((gap for r in done for gap in r.itl), percentiles).keys("itl")
+    out |= Summary.of((gap for r in done for gap in r.chunk_gaps), percentiles).keys("chunk_gap")
     out |= Summary.of(_values(done, "e2e"), percentiles).keys("e2el")
     for name in ("ttft_text", "ttft_thinking", "ttft_from_call", "to_headers", "to_message_start"):
         values = _values(done, name)

@@ -58,7 +58,7 @@ def answered_ns(truth: dict[str, Any]) -> int | None:
 def lost_deltas(record: RequestRecord, truth: dict[str, Any]) -> int:
     """Deltas written minus deltas measured (a first delta and one per gap) for a completed stream."""
     written = sum(1 for event in truth["events"] if event["type"] == "content_block_delta")
-    measured = 0 if record.ttft is None else 1 + len(record.itl)
+    measured = 0 if record.ttft is None else 1 + len(record.chunk_gaps)
     return max(0, written - measured)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.events import STREAMED_TEXT_FIELDS, FirstToken, Item, LatencySummary
 from pipeline.stages._base import StreamContext
@@ -35,6 +35,19 @@ _CONTENT_FIELDS = {
     "citations_delta": "citation",
 }
 """Where each known delta type keeps its content; a delta of a type unknown here counts as content."""
+
+
+def content_chars(delta: Any) -> int | None:
+    """Characters of streamed text a content delta carries (0 for a signature or a citation), or
+    None for an empty one, which is no token: the one test of what the meter counts as a chunk."""
+    attribute = _CONTENT_FIELDS.get(delta.type)
+    if attribute is None:
+        return 0
+    value = getattr(delta, attribute, None)
+    if not value:
+        return None
+    return len(value) if attribute in STREAMED_TEXT_FIELDS.values() else 0
+
 
 FirstKind = Literal["message_start", "delta", "text", "thinking"]
 
@@ -66,8 +79,7 @@ class LatencyStage:
             self._retried = True
         if kind == "content_block_delta":
             delta = event.delta
-            attribute = _CONTENT_FIELDS.get(delta.type)
-            if attribute is not None and not getattr(delta, attribute, None):
+            if content_chars(delta) is None:
                 return (item,)
             if item.attempt == self._last_attempt:
                 self._gaps.append((now - self._last_delta_ns) / 1e9)

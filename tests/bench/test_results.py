@@ -71,8 +71,8 @@ def record(index: int, rng: random.Random, *, worker: int = 0, ok: bool = True) 
         index=index, worker=worker, request_id=f"req_{index}", outcome="completed" if ok else "error",
         error_type=None if ok else "http_529_overloaded_error", stop_reason="max_tokens" if ok else None,
         attempts=1, max_tokens=200, start_ns=start, end_ns=start + round(e2e * 1e9), released_ns=start,
-        slot_ns=start, ttft=ttft, e2e=e2e, itl=itl, tpot=(e2e - ttft) / (output - 1), output_tokens=output,
-        input_tokens=100, cost_usd=0.001,
+        slot_ns=start, ttft=ttft, e2e=e2e, chunk_gaps=itl, tpot=(e2e - ttft) / (output - 1),
+        output_tokens=output, input_tokens=100, cost_usd=0.001,
     )  # fmt: skip
 
 
