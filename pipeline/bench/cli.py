@@ -117,7 +117,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="vLLM's choice of metrics, e.g. ttft,tpot,itl,e2el: accepted; rillet reports all four",
     )
     parser.add_argument("--workers", type=int, help="client processes, each with its own event loop")
-    parser.add_argument("--result-json", type=Path, help="write vLLM-keyed results here")
+    parser.add_argument("--result-json", type=Path, help="write vLLM-keyed results here (one file)")
+    parser.add_argument(
+        "--save-result",
+        action="store_true",
+        default=None,
+        help="write one vLLM-shaped result file per point (in --result-dir, default .)",
+    )
+    parser.add_argument(
+        "--result-dir", type=Path, help="one vLLM-shaped JSON file per point, and summary.json"
+    )
+    parser.add_argument("--result-filename", help="the point's file name (a sweep adds the load point)")
+    parser.add_argument("--label", help="names the run in file names, report, compare and plot")
     parser.add_argument("--save-requests", type=Path, help="write one JSON line per request here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the distributions (and sweep curves)")
     parser.add_argument("--max-cost", type=float, help="refuse to start when the estimated USD exceeds this")
@@ -146,6 +157,10 @@ _FLAGS = (
     "percentiles",
     "workers",
     "result_json",
+    "save_result",
+    "result_dir",
+    "result_filename",
+    "label",
     "save_requests",
     "plot",
     "max_cost",

@@ -113,7 +113,7 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
     stops = ", ".join(f"{k} {v}" for k, v in sorted(result["stop_reasons"].items())) or "none"
     lines.append(_row("Stop reasons:", stops))
     lines.append(_row("Ended short of max_tokens:", result["ended_short"]))
-    errors = ", ".join(f"{k} {v}" for k, v in sorted(result["errors"].items())) or "none"
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(result["error_counts"].items())) or "none"
     lines.append(_row("Errors:", errors))
     if result["cancelled"]:
         lines.append(_row("Cancelled (interrupted):", result["cancelled"]))

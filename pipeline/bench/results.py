@@ -76,8 +76,11 @@ def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> 
     intervals = [(r.start_ns, r.end_ns) for r in records]
     result: dict[str, Any] = {
         "date": time.strftime("%Y%m%d-%H%M%S"),
+        "endpoint_type": BACKEND,
         "backend": BACKEND,
+        "label": settings.label,
         "model_id": settings.model,
+        "tokenizer_id": settings.model,
         "num_prompts": len(records) + run.cancelled,
         "request_rate": ("inf" if math.isinf(run.value) else run.value) if open_loop else "inf",
         "burstiness": settings.burstiness,
@@ -91,6 +94,7 @@ def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> 
         "request_goodput": _goodput(done, settings.goodput) / duration if settings.goodput else None,
         "output_throughput": total_output / duration,
         "total_token_throughput": (total_input + total_output) / duration,
+        **per_request(records),
         "max_output_tokens_per_s": peak_tokens_per_second(done),
         "max_concurrent_requests": peak_overlap(intervals),
     }
@@ -102,6 +106,25 @@ def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> 
     result |= {"simulated": simulated, "percentiles": percentiles, "goodput_slos_ms": settings.goodput}
     result |= versions()
     return result
+
+
+PER_REQUEST = ("input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "errors")
+"""vLLM's per-request lists (its ``--save-detailed``): one entry per measured request, a failed one
+with zeros and its error; what ``rillet bench compare`` tests for significance."""
+
+
+def per_request(records: Sequence[RequestRecord]) -> dict[str, list[Any]]:
+    """vLLM's per-request lists in request order; ``errors`` holds "" for a success, else the error's type."""
+    records = sorted(records, key=lambda r: r.index)
+    return {
+        "input_lens": [r.total_input_tokens for r in records],
+        "output_lens": [r.output_tokens if r.ok else 0 for r in records],
+        "ttfts": [(r.ttft or 0.0) if r.ok else 0.0 for r in records],
+        "itls": [r.itl if r.ok else [] for r in records],
+        "latencies": [(r.e2e or 0.0) if r.ok else 0.0 for r in records],
+        "start_times": [(r.transport_ns or r.start_ns) / 1e9 for r in records],
+        "errors": ["" if r.ok else r.error_type or "error" for r in records],
+    }
 
 
 def peak_tokens_per_second(done: Sequence[RequestRecord]) -> float:
@@ -192,7 +215,7 @@ def _outcomes(
         "warmup_requests": run.warmup,
         "stop_reasons": dict(Counter(r.stop_reason or "none" for r in done)),
         "ended_short": sum(1 for r in done if r.stop_reason != "max_tokens"),
-        "errors": dict(Counter(r.error_type or "error" for r in records if not r.ok)),
+        "error_counts": dict(Counter(r.error_type or "error" for r in records if not r.ok)),
         "attempts": sum(r.attempts for r in records),
         "total_cache_read_input_tokens": sum(r.cache_read_input_tokens for r in done),
         "total_cache_creation_input_tokens": sum(r.cache_creation_input_tokens for r in done),

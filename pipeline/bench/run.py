@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -21,6 +20,7 @@ import anyio
 from pipeline.app.endpoint import Endpoint, open_endpoint
 from pipeline.bench.console import summary
 from pipeline.bench.estimate import Estimate, estimate_cost
+from pipeline.bench.files import finite, write_json, write_result_dir, write_text
 from pipeline.bench.measure import Stopper, WorkerOutput, WorkerPlan, run_worker
 from pipeline.bench.progress import show_progress
 from pipeline.bench.results import PointRun, point_result
@@ -207,37 +207,20 @@ def _show_progress(settings: BenchSettings, err: TextIO) -> bool:
 
 
 def write_outputs(settings: BenchSettings, report: BenchReport) -> None:
-    """The result JSON (an object, or an array for a sweep), the per-request JSONL, the plot."""
+    """The result files (``--result-json``, ``--result-dir``), the per-request JSONL, the plot."""
     if settings.result_json is not None and report.results:
         data: Any = report.results[0] if len(settings.points) == 1 else report.results
-        _write(settings.result_json, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
+        write_json(settings.result_json, data)
+    if (settings.result_dir is not None or settings.save_result) and report.results:
+        write_result_dir(settings, report.results)
     if settings.save_requests is not None:
         lines = [
             json.dumps(finite({"point": run.value, **r.to_json()}), allow_nan=False)
             for run in report.runs
             for r in run.records
         ]
-        _write(settings.save_requests, "".join(line + "\n" for line in lines))
+        write_text(settings.save_requests, "".join(line + "\n" for line in lines))
     if settings.plot is not None and report.runs:
         from pipeline.bench.plot import plot
 
         plot(report.runs, report.results, settings.plot)
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror}") from exc
-
-
-def finite(data: Any) -> Any:
-    """Strict JSON: an infinite rate is ``"inf"`` (as vLLM writes it), an unknown cost is null."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return "inf" if data == math.inf else None
-    if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [finite(v) for v in data]
-    return data

@@ -67,6 +67,15 @@ class BenchSettings(_Strict):
     percentiles: list[float] = Field(default_factory=lambda: [50.0, 90.0, 95.0, 99.0])
     workers: int = Field(1, ge=1, le=256)
     result_json: Path | None = None
+    """One file: an object for one point, an array of them for a sweep."""
+    save_result: bool = False
+    """vLLM's: one result file per point (in ``result_dir``, default the current directory)."""
+    result_dir: Path | None = None
+    """One vLLM-shaped JSON object per point, named by its load point, and ``summary.json``."""
+    result_filename: str | None = None
+    """vLLM's: the point's file name (a sweep adds the load point to it)."""
+    label: str | None = None
+    """Names the run in file names and in report, compare and plot (vLLM's ``--label``)."""
     save_requests: Path | None = None
     plot: Path | None = None
     max_cost: float | None = Field(None, ge=0)

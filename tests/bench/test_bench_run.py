@@ -91,7 +91,8 @@ async def test_each_simulator_error_is_counted_under_its_type(scenario: str, key
     result = report.results[0]
     assert result["completed"] == 0
     assert result["failed"] == 4
-    assert result["errors"] == {key: 4}
+    assert result["error_counts"] == {key: 4}
+    assert result["errors"] == [key] * 4
     assert result["attempts"] == 4
 
 

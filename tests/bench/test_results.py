@@ -24,9 +24,9 @@ VLLM_KEYS = {
 
 RILLET_KEYS = {
     "p99_ttft_text_ms", "p99_to_headers_ms", "p99_to_message_start_ms", "p99_schedule_lag_ms",
-    "p99_loop_lag_ms", "p99_slot_wait_ms", "cost_usd", "estimated_cost_usd", "stop_reasons", "errors",
-    "ended_short", "rillet_version", "sdk_version", "achieved_request_rate", "offered_request_rate",
-    "mean_concurrency", "client_peak_rss_bytes",
+    "p99_loop_lag_ms", "p99_slot_wait_ms", "cost_usd", "estimated_cost_usd", "stop_reasons",
+    "error_counts", "ended_short", "rillet_version", "sdk_version", "achieved_request_rate",
+    "offered_request_rate", "mean_concurrency", "client_peak_rss_bytes", "p99_chunk_gap_ms",
 }  # fmt: skip
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -117,7 +117,8 @@ def test_percentiles_and_goodput_against_a_reference() -> None:
     assert result["output_throughput"] == pytest.approx(
         sum(r.output_tokens for r in done) / result["duration"]
     )
-    assert result["errors"] == {"http_529_overloaded_error": 3}
+    assert result["error_counts"] == {"http_529_overloaded_error": 3}
+    assert result["errors"] == [""] * 40 + ["http_529_overloaded_error"] * 3
 
 
 def test_merged_workers_equal_one_process_on_the_same_samples() -> None:
