@@ -61,8 +61,13 @@ def _metrics(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", nargs="?", type=Path, help="a TOML file with a [bench] section, e.g. config/bench.toml"
+        "config",
+        nargs="?",
+        type=Path,
+        help="a TOML file with a [bench] section (e.g. config/bench.toml); "
+        "or report DIR..., compare A B, plot DIR... to read saved results",
     )
+    parser.add_argument("paths", nargs="*", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", help="the model to ask")
     count = parser.add_mutually_exclusive_group()
     count.add_argument(
@@ -140,6 +145,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-scenario", help="embedded simulator: scenario (e.g. rate_limited, overloaded)")
     parser.add_argument("--sim-ttft-ms", type=float, help="embedded simulator: TTFT in ms")
     parser.add_argument("--sim-tokens-per-s", type=float, help="embedded simulator: output tokens per second")
+    parser.add_argument(
+        "--zoom", action="store_true", default=None, help="plots: latency axes fit the data, not from zero"
+    )
+    saved = parser.add_argument_group("report, compare, plot (saved results: a --result-dir or a file)")
+    saved.add_argument("-o", "--output", type=Path, help=f"plot: the PNG to write (default {PLOT_FILE})")
+    saved.add_argument(
+        "--alpha", type=float, default=0.05, help="compare: significance level of the test (default 0.05)"
+    )
 
 
 _FLAGS = (
@@ -167,6 +180,7 @@ _FLAGS = (
     "truth",
     "progress",
     "metrics_address",
+    "zoom",
 )
 
 
@@ -220,6 +234,14 @@ def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
 
 def run(args: argparse.Namespace) -> int:
     """The subcommand: exit 0, 130 when interrupted; errors propagate to the CLI's handler."""
+    tool = str(args.config) if args.config is not None else None
+    if tool in TOOLS:
+        return saved_results(tool, args)
+    if args.paths:
+        raise ConfigError(
+            f"unexpected argument {str(args.paths[0])!r}: give one CONFIG file, "
+            "or report DIR..., compare A B, plot DIR..."
+        )
     settings, config = load_settings(args)
     sinks: list[SinkSpec] = []
     if settings.metrics_address:
@@ -228,6 +250,39 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(SinkSpec(PrometheusSink(address=settings.metrics_address)))
     report = anyio.run(lambda: run_bench(settings, base_url=config.api.base_url, sinks=sinks))
     return report.status
+
+
+TOOLS = ("report", "compare", "plot")
+PLOT_FILE = Path("bench-plot.png")
+
+
+def saved_results(tool: str, args: argparse.Namespace) -> int:
+    """``report DIR...``, ``compare A B``, ``plot DIR...``: exit 0; a bad path or file is one line."""
+    from pipeline.bench.files import load_run
+
+    if not args.paths:
+        raise ConfigError(f"bench {tool}: give at least one results directory or file")
+    if tool == "compare" and len(args.paths) != 2:
+        raise ConfigError(
+            f"bench compare: give two results directories or files (A B), got {len(args.paths)}"
+        )
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha: expected a level between 0 and 1, got {args.alpha}")
+    runs = [load_run(path) for path in args.paths]
+    if tool == "plot":
+        from pipeline.bench.plot import plot
+
+        output = args.output or PLOT_FILE
+        plot(runs, output, zoom=bool(args.zoom))
+        print(f"wrote {output}")
+        return 0
+    from pipeline.bench.tables import compare, report
+
+    if tool == "report":
+        report(runs)
+    else:
+        compare(runs[0], runs[1], alpha=args.alpha)
+    return 0
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

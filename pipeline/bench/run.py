@@ -20,7 +20,7 @@ import anyio
 from pipeline.app.endpoint import Endpoint, open_endpoint
 from pipeline.bench.console import summary
 from pipeline.bench.estimate import Estimate, estimate_cost
-from pipeline.bench.files import finite, write_json, write_result_dir, write_text
+from pipeline.bench.files import SavedRun, finite, write_json, write_result_dir, write_text
 from pipeline.bench.measure import Stopper, WorkerOutput, WorkerPlan, run_worker
 from pipeline.bench.progress import show_progress
 from pipeline.bench.results import PointRun, point_result
@@ -223,4 +223,5 @@ def write_outputs(settings: BenchSettings, report: BenchReport) -> None:
     if settings.plot is not None and report.runs:
         from pipeline.bench.plot import plot
 
-        plot(report.runs, report.results, settings.plot)
+        run = SavedRun(settings.label or settings.model, report.results)
+        plot([run], settings.plot, zoom=settings.zoom)

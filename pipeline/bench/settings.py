@@ -81,6 +81,8 @@ class BenchSettings(_Strict):
     max_cost: float | None = Field(None, ge=0)
     truth: bool | None = None
     """Check the measurement against the simulator's ground truth; default: when it is embedded."""
+    zoom: bool = False
+    """Plot latency axes fitted to the data instead of starting at zero."""
     progress: Literal["auto", "on", "off"] = "auto"
     metrics_address: str | None = None
     """Serve the run's Prometheus metrics on ``host:port`` while it lasts."""
