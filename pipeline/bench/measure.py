@@ -23,7 +23,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import anyio
 import httpx2
@@ -31,6 +30,7 @@ import httpx2
 from pipeline.bench.arrivals import arrival_offsets
 from pipeline.bench.load import Budget, Dispatch, closed_loop, open_loop
 from pipeline.bench.looplag import LoopLagSampler, peak_rss_bytes
+from pipeline.bench.progress import Counters, count, new_counters
 from pipeline.bench.record import RecordStage, RequestRecord, build_record
 from pipeline.bench.settings import BenchSettings
 from pipeline.bench.workload import Workload
@@ -54,17 +54,6 @@ CONNECTIONS_PER_CLIENT = 4
 
 MAX_CLIENTS = 64
 """An uncapped open loop's 10,000 slots need not make 625 clients: their in-flight count is lower."""
-
-DONE, FAILED = 0, 1
-"""Slots of a worker's progress counters."""
-
-
-class Counters(Protocol):
-    """Progress counters: a list in-process, a slice of a shared array in a worker process."""
-
-    def __getitem__(self, index: int, /) -> int: ...
-
-    def __setitem__(self, index: int, value: int, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +124,7 @@ async def run_worker(
         for _ in range(min(MAX_CLIENTS, -(-slots // CONNECTIONS_PER_CLIENT)))
     ]
     out = WorkerOutput()
-    counters: Counters = progress if progress is not None else [0, 0]
+    counters: Counters = progress if progress is not None else new_counters()
     stages = [LatencyStage, CostStage, RecordStage]
     async with contextlib.AsyncExitStack() as stack:
         for client in clients:
@@ -167,7 +156,7 @@ async def run_worker(
             record = await send(dispatch)
             if dispatch.index >= 0:
                 out.records.append(record)
-                counters[DONE if record.ok else FAILED] += 1
+                count(counters, record.ok, record.ttft)
 
         async def warm(dispatch: Dispatch) -> None:
             await send(dispatch, max_tokens=WARMUP_MAX_TOKENS)

@@ -22,7 +22,7 @@ from pipeline.bench.console import summary
 from pipeline.bench.estimate import Estimate, estimate_cost
 from pipeline.bench.files import SavedRun, finite, write_json, write_result_dir, write_text
 from pipeline.bench.measure import Stopper, WorkerOutput, WorkerPlan, run_worker
-from pipeline.bench.progress import show_progress
+from pipeline.bench.progress import new_counters, show_progress
 from pipeline.bench.results import PointRun, point_result
 from pipeline.bench.settings import BenchSettings
 from pipeline.bench.truth import check_truth
@@ -165,7 +165,7 @@ async def _run_point(
         WorkerPlan(settings, workload, endpoint.base_url, endpoint.api_key, point, worker, workers)
         for worker in range(workers)
     ]
-    counters: Any = shared_counters(workers) if workers > 1 else [0, 0]
+    counters: Any = shared_counters(workers) if workers > 1 else new_counters()
     label = f"{mode.replace('_', ' ')} {point:g}"
     start: list[int] = []
 
@@ -174,8 +174,9 @@ async def _run_point(
         return start[0]
 
     async with anyio.create_task_group() as tg:
-        if _show_progress(settings, err):
-            tg.start_soon(show_progress, err, label, counters, settings.requests_per_point, settings.duration)
+        if settings.progress != "off":  # a bar on a terminal, plain lines elsewhere
+            planned, duration = settings.requests_per_point, settings.duration
+            tg.start_soon(show_progress, err, label, counters, workers, planned, duration)
         if workers == 1:
             outputs: list[WorkerOutput] = [
                 await run_worker(plans[0], stopper=stopper, progress=counters, ready=ready, sinks=sinks)
@@ -198,12 +199,6 @@ async def _run_point(
         cancelled=sum(o.cancelled for o in outputs),
         warmup=settings.warmup_for(point),
     )
-
-
-def _show_progress(settings: BenchSettings, err: TextIO) -> bool:
-    if settings.progress == "auto":
-        return err.isatty()
-    return settings.progress == "on"
 
 
 def write_outputs(settings: BenchSettings, report: BenchReport) -> None:

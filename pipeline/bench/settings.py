@@ -84,6 +84,7 @@ class BenchSettings(_Strict):
     zoom: bool = False
     """Plot latency axes fitted to the data instead of starting at zero."""
     progress: Literal["auto", "on", "off"] = "auto"
+    """``auto`` (or ``on``): a bar on a terminal, a plain line every few seconds elsewhere."""
     metrics_address: str | None = None
     """Serve the run's Prometheus metrics on ``host:port`` while it lasts."""
     simulator: SimulatorOptions = SimulatorOptions()

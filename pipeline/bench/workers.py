@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from pipeline.bench.measure import Stopper, WorkerOutput, WorkerPlan, run_worker
+from pipeline.bench.progress import SLOTS
 from pipeline.errors import RilletError
 
 START_LEAD_NS = 20_000_000
@@ -31,7 +32,7 @@ POLL = 0.05
 
 
 class _Counters:
-    """A worker's two progress counters inside the shared array."""
+    """A worker's progress slots inside the shared array."""
 
     def __init__(self, shared: Any, offset: int) -> None:
         self._shared = shared
@@ -46,7 +47,7 @@ class _Counters:
 
 def _main(plan: WorkerPlan, conn: Connection, stop: Any, shared: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    output = anyio.run(_serve, plan, conn, stop, _Counters(shared, 2 * plan.worker))
+    output = anyio.run(_serve, plan, conn, stop, _Counters(shared, SLOTS * plan.worker))
     conn.send(output)
     conn.close()
 
@@ -117,5 +118,5 @@ async def run_workers(plans: Sequence[WorkerPlan], stopper: Stopper, shared: Any
 
 
 def shared_counters(workers: int) -> Any:
-    """Done and failed per worker, written by the workers, read by the parent's progress line."""
-    return multiprocessing.get_context("spawn").Array("q", 2 * workers, lock=False)
+    """Progress slots per worker, written by the workers, read by the parent's progress display."""
+    return multiprocessing.get_context("spawn").Array("q", SLOTS * workers, lock=False)
