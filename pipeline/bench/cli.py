@@ -153,6 +153,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     saved.add_argument(
         "--alpha", type=float, default=0.05, help="compare: significance level of the test (default 0.05)"
     )
+    saved.add_argument(
+        "--min-change",
+        type=float,
+        default=5.0,
+        help="compare: smallest shift of the median, in %%, that counts as a change (default 5)",
+    )
 
 
 _FLAGS = (
@@ -268,6 +274,8 @@ def saved_results(tool: str, args: argparse.Namespace) -> int:
         )
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha: expected a level between 0 and 1, got {args.alpha}")
+    if not args.min_change >= 0:
+        raise ConfigError(f"--min-change: expected a percentage >= 0, got {args.min_change}")
     runs = [load_run(path) for path in args.paths]
     if tool == "plot":
         from pipeline.bench.plot import plot
@@ -281,7 +289,7 @@ def saved_results(tool: str, args: argparse.Namespace) -> int:
     if tool == "report":
         report(runs)
     else:
-        compare(runs[0], runs[1], alpha=args.alpha)
+        compare(runs[0], runs[1], alpha=args.alpha, floor=args.min_change / 100)
     return 0
 
 

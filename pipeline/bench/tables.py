@@ -111,12 +111,13 @@ LATENCIES = (
     Metric("E2E", "e2el", lambda p: [p["latencies"][i] for i in _ok(p)]),
 )
 
-TOTALS: list[tuple[str, Callable[[dict[str, Any]], float | None]]] = [
-    ("output tok/s", lambda p: p.get("output_throughput")),
-    ("request goodput/s", lambda p: p.get("request_goodput")),
-    ("errors", error_count),
-    ("cost USD", lambda p: p.get("cost_usd")),
+TOTALS: list[tuple[str, int, Callable[[dict[str, Any]], float | None]]] = [
+    ("output tok/s", 1, lambda p: p.get("output_throughput")),
+    ("request goodput/s", 2, lambda p: p.get("request_goodput")),
+    ("errors", 0, error_count),
+    ("cost USD", 4, lambda p: p.get("cost_usd")),
 ]
+"""Name, decimals, figure."""
 
 
 def _change(a: float | None, b: float | None) -> str:
@@ -133,8 +134,11 @@ class Verdict:
     text: str
 
 
-def test_shift(a: Sequence[float], b: Sequence[float], alpha: float) -> Verdict:
-    """Mann–Whitney U, two-sided: B's distribution above or below A's beyond chance at ``alpha``."""
+def test_shift(a: Sequence[float], b: Sequence[float], alpha: float, floor: float) -> Verdict:
+    """Mann–Whitney U, two-sided: B's distribution above or below A's beyond chance at ``alpha``,
+    by at least ``floor`` (a fraction) at the median. The test takes requests as independent, so it
+    cannot see what moves a whole run (another process on the machine): a shift of a few per cent
+    between two runs of one configuration is then "significant" yet noise, hence the floor."""
     if len(a) < 2 or len(b) < 2:
         return Verdict(None, "too few samples")
     from scipy.stats import mannwhitneyu
@@ -142,7 +146,10 @@ def test_shift(a: Sequence[float], b: Sequence[float], alpha: float) -> Verdict:
     p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
     if not p < alpha:
         return Verdict(p, "within noise")
-    return Verdict(p, "higher" if statistics.median(b) > statistics.median(a) else "lower")
+    shift = statistics.median(b) - statistics.median(a)
+    if abs(shift) < floor * abs(statistics.median(a)):
+        return Verdict(p, f"shift < {floor:.0%}")
+    return Verdict(p, "higher" if shift > 0 else "lower")
 
 
 def _has_samples(point: dict[str, Any]) -> bool:
@@ -151,10 +158,13 @@ def _has_samples(point: dict[str, Any]) -> bool:
     )
 
 
-def compare(a: SavedRun, b: SavedRun, alpha: float = 0.05, out: TextIO | None = None) -> list[dict[str, Any]]:
+def compare(
+    a: SavedRun, b: SavedRun, alpha: float = 0.05, floor: float = 0.05, out: TextIO | None = None
+) -> list[dict[str, Any]]:
     """Prints A and B side by side per load point; returns the rows (for tests and scripts)."""
     table = Table(
-        title=f"rillet bench compare: A = {a.name}, B = {b.name} (Mann–Whitney U, two-sided, α = {alpha:g})",
+        title=f"rillet bench compare: A = {a.name}, B = {b.name} "
+        f"(Mann–Whitney U, two-sided, α = {alpha:g}; a change counts from {floor:.0%} at the median)",
         title_justify="left",
     )
     for name in ("load", "metric", "A p50", "B p50", "change", "A p99", "B p99", "change", "p", "B vs A"):
@@ -168,7 +178,7 @@ def compare(a: SavedRun, b: SavedRun, alpha: float = 0.05, out: TextIO | None = 
             table.add_row(point_name(pa), "only in A", *[""] * 8)
             continue
         for metric in LATENCIES:
-            row = _latency_row(pa, pb, metric, alpha)
+            row = _latency_row(pa, pb, metric, alpha, floor)
             rows.append(row | {"load": point_name(pa)})
             table.add_row(
                 point_name(pa), metric.name, _number(row["a_p50"], 2), _number(row["b_p50"], 2),
@@ -176,12 +186,11 @@ def compare(a: SavedRun, b: SavedRun, alpha: float = 0.05, out: TextIO | None = 
                 _change(row["a_p99"], row["b_p99"]), "–" if row["p"] is None else f"{row['p']:.3g}",
                 row["verdict"],
             )  # fmt: skip
-        for name, value in TOTALS:
+        for name, digits, value in TOTALS:
             va, vb = value(pa), value(pb)
             rows.append({"load": point_name(pa), "metric": name, "a": va, "b": vb})
-            table.add_row(
-                "", name, _number(va, 2), _number(vb, 2), _change(va, vb), *[""] * 4, "one figure each"
-            )
+            cells = (_number(va, digits), _number(vb, digits), _change(va, vb), *[""] * 4)
+            table.add_row("", name, *cells, "one figure each")
     for pb in b.points:
         if load_point(pb) not in in_a:
             table.add_row(point_name(pb), "only in B", *[""] * 8)
@@ -189,9 +198,11 @@ def compare(a: SavedRun, b: SavedRun, alpha: float = 0.05, out: TextIO | None = 
     return rows
 
 
-def _latency_row(pa: dict[str, Any], pb: dict[str, Any], metric: Metric, alpha: float) -> dict[str, Any]:
+def _latency_row(
+    pa: dict[str, Any], pb: dict[str, Any], metric: Metric, alpha: float, floor: float
+) -> dict[str, Any]:
     verdict = (
-        test_shift(metric.samples(pa), metric.samples(pb), alpha)
+        test_shift(metric.samples(pa), metric.samples(pb), alpha, floor)
         if _has_samples(pa) and _has_samples(pb)
         else Verdict(None, "no per-request samples")
     )
