@@ -25,7 +25,8 @@ from pipeline.bench.tables import point_name
 MAX_TRACES = 200
 """Requests drawn in the tokens-over-time panel: more is ink, not information."""
 
-BINS = 40
+BINS, MIN_BINS = 40, 8
+"""Histogram bins: about three samples a bin per run, within these bounds."""
 STYLES = {"50": "-", "90": "--", "99": ":"}
 
 
@@ -137,7 +138,7 @@ def _tpot_against_load(ax: Any, painted: Sequence[tuple[SavedRun, str]], zoom: b
     _load_axis(ax, painted)
     ax.set(title="TPOT and ITL against load", ylabel="ms per output token")
     _from_zero(ax, zoom)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _ok(point: dict[str, Any]) -> list[int]:
@@ -165,16 +166,16 @@ def _histogram(
     ylabel: str,
     zoom: bool,
 ) -> None:
-    """Each run's highest load point, on common bins; whole-number counts."""
+    """Each run's highest load point, on bins common to the runs; whole-number counts."""
     from matplotlib.ticker import MaxNLocator
 
     samples = [(run, color, values_of(run.points[-1])) for run, color in painted]
     every = [v for _, _, values in samples for v in values]
     if every:
-        low = min(every) if zoom else 0.0
-        high = max(every)
-        width = (high - low) / BINS or 1.0
-        edges = [low + i * width for i in range(BINS + 1)]
+        low, high = min(every), max(every)  # bins over the data; the axis still starts at zero
+        bins = min(BINS, max(MIN_BINS, len(every) // (3 * len(painted))))
+        width = (high - low) / bins or 1.0
+        edges = [low + i * width for i in range(bins + 1)]
         for run, color, values in samples:
             label = (
                 f"{run.name} · {point_name(run.points[-1])}"
@@ -219,5 +220,6 @@ def _traces(ax: Any, run: SavedRun) -> None:
 
 
 def _from_zero(ax: Any, zoom: bool) -> None:
+    """Latency from zero, with room above the highest line for it to read as a line."""
     if not zoom:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
