@@ -128,6 +128,10 @@ async def run_bench(
                 print(summary(result), file=out)
                 out.flush()
             tg.cancel_scope.cancel()
+    if len(report.results) > 1:  # a sweep ends with one table over its points
+        from pipeline.bench.tables import report as table
+
+        table([SavedRun(settings.label or settings.model, report.results)], out)
     write_outputs(settings, report)
     return report
 

@@ -64,11 +64,16 @@ async def test_run_writes_results_requests_and_plot(tmp_path: Path) -> None:
 
 
 async def test_sweep_gives_one_result_per_point(tmp_path: Path) -> None:
-    """A list of rates is a sweep: one result each, a JSON array, one plot with the curves."""
-    _report, _ = await bench(
+    """A list of rates is a sweep: one result each, a JSON array, one plot with the curves, and the
+    console ends with one table over the points."""
+    _report, console = await bench(
         concurrency=None, request_rate=[50.0, 100.0], num_requests=6, warmup=1,
         result_json=tmp_path / "r.json", plot=tmp_path / "p.png",
     )  # fmt: skip
+    table = console[console.index("rillet bench report") :]
+    assert [line.split("│")[1].strip() for line in table.splitlines() if "rate " in line] == [
+        "rate 50/s", "rate 100/s",
+    ]  # fmt: skip
     results = json.loads((tmp_path / "r.json").read_text())
     assert [r["request_rate"] for r in results] == [50.0, 100.0]
     assert all(r["completed"] == 6 and r["offered_request_rate"] is not None for r in results)
