@@ -130,6 +130,7 @@ async def run_worker(
             base_url=plan.base_url,
             max_connections=slots,
             ssl_context=ssl_context,
+            wire=True,
             wire_reader=reader,
         )
         for _ in range(min(MAX_CLIENTS, -(-slots // CONNECTIONS_PER_CLIENT)))
