@@ -172,7 +172,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Adds ``bench`` to the ``rillet`` command."""
     parser = commands.add_parser(
         "bench",
-        help="benchmark streaming latency and throughput (TTFT, ITL, TPOT, E2E)",
         description="Load the Messages API (or the embedded simulator) and measure every stream.",
     )
     add_arguments(parser)

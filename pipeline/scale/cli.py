@@ -10,12 +10,11 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from pipeline.app.build import build_request, build_stages
-from pipeline.app.endpoint import open_endpoint
-from pipeline.client import make_client
+from pipeline.app.build import build_request
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.jobs.cli import with_overrides
@@ -23,14 +22,15 @@ from pipeline.scale._redis import RedisCancelSignals, RedisEventLog, RedisJobQue
 from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.settings import RedisConfig, load_scale_config
 from pipeline.scale.status import cancel_line, job_lines, overview
-from pipeline.scale.worker import Worker, WorkerSettings
-from sinks._server import MetricsServer
+
+if TYPE_CHECKING:
+    from pipeline.scale.worker import WorkerSettings
 
 CANCEL_REASON = "cancelled with rillet jobs --cancel"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    submit = commands.add_parser("submit", help="enqueue a report job in Redis and print its id")
+    submit = commands.add_parser("submit")
     _common(submit)
     prompt = submit.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", help="the prompt text")
@@ -40,14 +40,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     submit.add_argument("--id", dest="job_id", help="the job id (default: a random one)")
     submit.set_defaults(func=_submit)
 
-    worker = commands.add_parser("worker", help="run report jobs from Redis until stopped")
+    worker = commands.add_parser("worker")
     _common(worker)
     worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once (default: 4)")
     worker.add_argument("--out-dir", type=Path, help="write each finished report here as <id>.md")
     worker.add_argument("--metrics-port", type=int, help="serve /metrics on this port (0: a free one)")
     worker.set_defaults(func=_worker)
 
-    jobs = commands.add_parser("jobs", help="show queued, running and finished jobs")
+    jobs = commands.add_parser("jobs")
     jobs.add_argument("job_id", nargs="?", help="one job in detail")
     jobs.add_argument(
         "--cancel", action="store_true", help="stop the job: its text so far is kept (needs a job id)"
@@ -114,6 +114,8 @@ def _worker(args: argparse.Namespace) -> int:
             args.out_dir.mkdir(parents=True, exist_ok=True)  # fail before taking any job, not after paying
         except OSError as exc:
             raise ConfigError(f"--out-dir: cannot create {str(args.out_dir)!r}: {exc.strerror}") from exc
+    from pipeline.scale.worker import WorkerSettings
+
     settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir, resume=config.resume)
     return anyio.run(run_worker, config, redis, settings, args.metrics_port)
 
@@ -122,6 +124,13 @@ async def run_worker(
     config: RunConfig, redis: RedisConfig, settings: WorkerSettings, metrics_port: int | None
 ) -> int:
     """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease."""
+    # Here, not at the top: `rillet jobs` and `submit` need neither the SDK nor the simulator.
+    from pipeline.app.build import build_stages
+    from pipeline.app.endpoint import open_endpoint
+    from pipeline.client import make_client
+    from pipeline.scale.worker import Worker
+    from sinks._server import MetricsServer
+
     metrics = ScaleMetrics()
     server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
     if server is not None:
