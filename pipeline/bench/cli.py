@@ -85,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--truth", action=argparse.BooleanOptionalAction, help="check against simulator truth"
     )
     parser.add_argument("--progress", choices=("auto", "on", "off"), help="live progress line on stderr")
+    parser.add_argument(
+        "--wire",
+        action=argparse.BooleanOptionalAction,
+        help="stamp on wire times (default); --no-wire: the SDK's own transport, user-space stamps",
+    )
     parser.add_argument("--metrics-address", help="serve Prometheus metrics on HOST:PORT during the run")
     parser.add_argument("--sim-scenario", help="embedded simulator: scenario (e.g. rate_limited, overloaded)")
     parser.add_argument("--sim-ttft-ms", type=float, help="embedded simulator: TTFT in ms")
@@ -111,6 +116,7 @@ _FLAGS = (
     "max_cost",
     "truth",
     "progress",
+    "wire",
     "metrics_address",
 )
 

@@ -73,6 +73,8 @@ class BenchSettings(_Strict):
     truth: bool | None = None
     """Check the measurement against the simulator's ground truth; default: when it is embedded."""
     progress: Literal["auto", "on", "off"] = "auto"
+    wire: bool = True
+    """Wire times (kernel receive stamps, read by a thread); off: the SDK's transport, user-space stamps."""
     metrics_address: str | None = None
     """Serve the run's Prometheus metrics on ``host:port`` while it lasts."""
     simulator: SimulatorOptions = SimulatorOptions()
