@@ -2,11 +2,11 @@
 
 One long stream (several thousand deltas, as fast as the simulator writes them) is read through
 the SDK's raw event stream three ways: the SDK's default httpx2 transport (``sdk``), rillet's
-:class:`~pipeline.wire_transport.WireTransport` read in the loop (``wire``, what ``rillet run``
-uses), and the same read by the :mod:`pipeline.wire_reader` thread (``wire+thread``, what
-``rillet bench`` uses). The simulator runs in its own process; CPU is the client process's
-``time.process_time`` (every thread). Runs alternate to share the machine's noise; the ratios are
-medians against ``sdk``.
+:class:`~pipeline.wire_transport.WireTransport` read in the loop (``wire``, what
+``make_client(wire=True)`` gives), and the same read by the :mod:`pipeline.wire_reader` thread
+(``wire+thread``, what ``rillet bench`` uses). The simulator runs in its own process; CPU is the
+client process's ``time.process_time`` (every thread). Runs alternate to share the machine's noise;
+the ratios are medians against ``sdk``.
 
     python benchmarks/wire_overhead.py [--runs 7] [--max-tokens 8000]
 """
@@ -42,7 +42,7 @@ def sdk(base_url: str) -> AsyncAnthropic:
 
 
 def wire(base_url: str) -> AsyncAnthropic:
-    return make_client(api_key="bench", base_url=base_url, max_connections=1)
+    return make_client(api_key="bench", base_url=base_url, max_connections=1, wire=True)
 
 
 READER = WireReader()

@@ -8,39 +8,62 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from pipeline.bench import cli as bench_cli
 from pipeline.errors import ConfigError, InputError, RilletError
-from pipeline.jobs import cli as jobs_cli
-from pipeline.scale import cli as scale_cli
-from pipeline.serve import cli as serve_cli
-from pipeline.simulator import cli as simulator_cli
 
 USAGE_ERROR = 2
 SIGPIPE_STATUS = 128 + signal.SIGPIPE
 """What a shell reports for a tool killed by SIGPIPE, which Python ignores and raises instead."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Command(NamedTuple):
+    """A subcommand: the module whose ``register`` adds it (with its siblings), and its one-line help."""
+
+    module: str
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("pipeline.jobs.cli", "stream a report to the terminal and a file"),
+    "replay": Command("pipeline.jobs.cli", "run a recorded SSE stream through the pipeline, offline"),
+    "bench": Command(
+        "pipeline.bench.cli", "benchmark streaming latency and throughput (TTFT, ITL, TPOT, E2E)"
+    ),
+    "serve": Command("pipeline.serve.cli", "watch reports being written, in a browser"),
+    "submit": Command("pipeline.scale.cli", "enqueue a report job in Redis and print its id"),
+    "worker": Command("pipeline.scale.cli", "run report jobs from Redis until stopped"),
+    "jobs": Command("pipeline.scale.cli", "show queued, running and finished jobs"),
+    "simulate": Command("pipeline.simulator.cli", "serve a local Messages API simulator"),
+}
+"""Every subcommand. Only the module of the one being run is imported: ``rillet --help`` or
+``rillet jobs`` must not pay for the SDK, the web server or matplotlib (seconds on a cold cache)."""
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser, with the options of the command ``argv`` names; the others are listed only."""
     parser = argparse.ArgumentParser(
         prog="rillet", description="Stream Claude's Messages API through stages into sinks."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    jobs_cli.register(commands)
-    bench_cli.register(commands)
-    serve_cli.register(commands)
-    scale_cli.register(commands)
-    simulator_cli.register(commands)
+    chosen = COMMANDS[argv[0]].module if argv and argv[0] in COMMANDS else None
+    if chosen is not None:
+        importlib.import_module(chosen).register(commands)  # the command and its siblings, with options
+    for name, command in COMMANDS.items():
+        if command.module != chosen:
+            commands.add_parser(name, help=command.help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     gc.freeze()  # what start-up built lives all run: keep the collector's full passes off it
     try:
         status: int = args.func(args)

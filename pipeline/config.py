@@ -80,11 +80,16 @@ class FileSinkConfig(SinkPolicy):
 
 
 class StdoutSinkConfig(SinkPolicy):
-    """The text as it arrives; metadata on stderr with ``verbose``."""
+    """The text as it arrives; metadata on stderr with ``verbose``.
+
+    A reader that leaves (``rillet run | head``) disables it rather than failing the run: the text
+    is in the file sinks all the same.
+    """
 
     type: Literal["stdout"]
     name: str = ""
     verbose: bool = False
+    on_error: OnError = OnError.DISABLE
 
 
 class PrometheusSinkConfig(SinkPolicy):

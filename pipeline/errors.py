@@ -6,7 +6,8 @@
     ├── ConfigError        a configuration file or option is wrong (exit status 2)
     ├── InputError         a recorded stream or prompt file cannot be read (exit status 2)
     ├── SourceError        the upstream API failed in a way retries did not cure
-    └── SinkError          a sink failed; chained to the destination's own error
+    ├── SinkError          a sink failed; chained to the destination's own error
+    └── PluginError        a stage or sink does not meet its protocol (also a TypeError)
 
 anyio's ``ClosedResourceError``, ``BrokenResourceError``, ``EndOfStream`` and ``WouldBlock`` are
 reused rather than twinned.
@@ -43,10 +44,17 @@ class SinkError(RilletError):
         self.sink = sink
 
 
+class PluginError(RilletError, TypeError):
+    """A stage or sink given in code does not meet its protocol: the message names both."""
+
+
 def error_label(error: RilletError) -> str:
     """A bounded label for metrics and summaries: the API's error type, or the kind of rillet error."""
     if isinstance(error, SourceError):
         return error.error_type
-    return {ConfigError: "config_error", InputError: "input_error", SinkError: "sink_error"}.get(
-        type(error), "rillet_error"
-    )
+    return {
+        ConfigError: "config_error",
+        InputError: "input_error",
+        SinkError: "sink_error",
+        PluginError: "plugin_error",
+    }.get(type(error), "rillet_error")

@@ -164,7 +164,12 @@ class FanOut:
             lane.send.close()
             lane.scope.deadline = min(lane.scope.deadline, deadline)
         assert self._task_group is not None
-        await self._task_group.__aexit__(exc_type, exc, tb)
+        if isinstance(exc, Exception) and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            # The lanes flush all the same (shielded, bounded by the deadline); the caller's error
+            # reaches it as itself, not wrapped in this task group's ExceptionGroup.
+            await self._task_group.__aexit__(None, None, None)
+        else:
+            await self._task_group.__aexit__(exc_type, exc, tb)
 
     async def _run_lane(self, lane: _Lane, *, task_status: TaskStatus[None]) -> None:
         started = False

@@ -27,13 +27,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict
 
-from pipeline._failure import Failure
-from pipeline._stitch import Join, Transcript
 from pipeline.errors import ConfigError, SourceError
+
+if TYPE_CHECKING:  # the SDK's types: a config that names resume settings need not load the SDK
+    from pipeline._failure import Failure
+    from pipeline._stitch import Join, Transcript
 
 ResumeMode = Literal["auto", "prefill", "continue", "restart", "off"]
 Strategy = Literal["initial", "retry", "prefill", "continue", "restart"]

@@ -19,7 +19,7 @@ import anyio
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from pipeline.errors import RilletError, error_label
+from pipeline.errors import PluginError, RilletError, error_label
 from pipeline.events import (
     AbortRequested,
     CostUpdate,
@@ -30,6 +30,7 @@ from pipeline.events import (
     StreamEnded,
 )
 from pipeline.fanout import FanOut
+from pipeline.plugins import check_sink, check_stage, check_stage_factory, is_items, returned
 from pipeline.resume import ResumeSettings
 from pipeline.sink import SinkSpec
 from pipeline.source import EventSource, Source
@@ -76,6 +77,7 @@ class StreamRun:
         self._cost: CostUpdate | None = None
         self._latency: LatencySummary | None = None
         self._seq = 0
+        self._plugin_error: PluginError | None = None
 
     def cancel(self, reason: str = "cancelled by request") -> None:
         """Closes the upstream response; the text so far is kept and the outcome is ``cancelled``."""
@@ -106,20 +108,34 @@ class StreamRun:
 
     def _chain(self, items: Sequence[Item], start: int = 0) -> Sequence[Item]:
         out = items
-        for stage in self.stages[start:]:
-            if len(out) == 1:
-                out = stage.process(out[0])
-                continue
-            nxt: list[Item] = []
-            for item in out:
-                nxt.extend(stage.process(item))
-            out = nxt
+        producer: Stage | None = None
+        result: object = items
+        try:
+            for stage in self.stages[start:]:
+                if len(out) == 1:
+                    out = result = stage.process(out[0])
+                    producer = stage
+                    continue
+                nxt: list[Item] = []
+                for item in out:
+                    result = stage.process(item)
+                    producer = stage
+                    nxt.extend(result)  # a non-sequence fails here, and is named below
+                out = nxt
+            len(out)  # the last stage's result, checked as len() checks the others'
+        except TypeError:
+            if producer is None or is_items(result):
+                raise  # a stage's own bug, raised from inside its process()
+            raise returned(producer, "process", result) from None
         return out
 
     def _finish(self) -> list[Item]:
         out: list[Item] = []
         for position, stage in enumerate(self.stages):
-            out.extend(self._chain(stage.finish(), position + 1))
+            tail = stage.finish()
+            if not is_items(tail):
+                raise returned(stage, "finish", tail)
+            out.extend(self._chain(tail, position + 1))
         return out
 
     async def _deliver(self, items: Iterable[Item], fanout: FanOut) -> None:
@@ -135,6 +151,8 @@ class StreamRun:
             self.stream_id, str(self.request.get("model", "")), self.request, time.perf_counter_ns()
         )
         self.stages = tuple(factory(self.context) for factory in self._factories)
+        for stage, factory in zip(self.stages, self._factories, strict=True):
+            check_stage(stage, factory)
         send, receive = anyio.create_memory_object_stream[Item](SOURCE_BUFFER)
         error: RilletError | None = None
 
@@ -157,6 +175,8 @@ class StreamRun:
                 tg.start_soon(stop_on_sink_failure)
                 await self._pump(receive, fanout)
                 tg.cancel_scope.cancel()
+            if self._plugin_error is not None:
+                raise self._plugin_error  # out here: inside the task group it would reach the caller wrapped
         except anyio.get_cancelled_exc_class():
             self._stop("cancelled", "the run was cancelled")
             with anyio.move_on_after(TAIL_TIMEOUT, shield=True):
@@ -177,7 +197,12 @@ class StreamRun:
                         return
                 except anyio.EndOfStream:
                     return
-                await self._deliver(self._chain((item,)), fanout)
+                try:
+                    chained = self._chain((item,))
+                except PluginError as exc:
+                    self._plugin_error = exc
+                    return
+                await self._deliver(chained, fanout)
 
     async def _end(self, source: EventSource, error: RilletError | None, fanout: FanOut) -> StreamResult:
         await self._deliver(self._finish(), fanout)
@@ -229,6 +254,10 @@ class Pipeline:
         sinks: Sequence[SinkSpec],
         resume: ResumeSettings | None = None,
     ) -> None:
+        for factory in stages:
+            check_stage_factory(factory)
+        for spec in sinks:
+            check_sink(spec.sink)
         self.client = client
         self.stages = tuple(stages)
         self.fanout = FanOut(sinks)

@@ -250,7 +250,7 @@ async def _connect(
             if local_address is not None:
                 sock.bind((local_address, 0))
             code = sock.connect_ex(address)
-            if code == errno.EINPROGRESS:
+            if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):  # Windows says WSAEWOULDBLOCK
                 last = index == len(addresses) - 1
                 with anyio.move_on_after(math.inf if last else NEXT_ADDRESS_AFTER_S) as attempt:
                     await anyio.wait_writable(sock)

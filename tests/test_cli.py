@@ -196,3 +196,26 @@ def test_a_reader_that_left_ends_the_command_quietly(
     )
     assert done.returncode == 128 + signal.SIGPIPE, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_into_a_reader_that_left_still_completes_the_report(tmp_path: Path, broken_pipe: TextIO) -> None:
+    """`rillet run | head` with no config: stdout gives up, the report is written whole all the same."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    done = subprocess.run(
+        [*RILLET, "run", "--prompt", "A report on rivers.", "--max-tokens", "6000"],
+        cwd=tmp_path,
+        env=clean,
+        stdout=broken_pipe,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("rillet: completed")
+    request = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 6000,
+        "messages": [{"role": "user", "content": "A report on rivers."}],
+    }
+    assert (tmp_path / "report.md").read_text(encoding="utf-8").startswith(reference_text(request))

@@ -8,11 +8,8 @@ that the sleep does not stop it too.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
@@ -20,7 +17,6 @@ import anyio
 import httpx2
 import pytest
 import trustme
-from anyio.streams.tls import TLSListener
 
 from pipeline.client import make_client
 from pipeline.events import Item, ResponseHeaders
@@ -30,6 +26,7 @@ from pipeline.wire import StampedListener, StampedSocket
 from pipeline.wire_reader import WireReader
 from pipeline.wire_transport import WireStream, WireTransport
 from tests.conftest import SimulatorProcess, free_port
+from tests.relays import tls_front
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +77,7 @@ async def _items(
     base_url: str, late_s: float, request: dict[str, Any] = REQUEST, **client_kwargs: Any
 ) -> list[Item]:
     """One stream's items, with the loop blocked for ``late_s`` as soon as the response headers came."""
-    client = make_client(api_key="test", base_url=base_url, max_connections=1, **client_kwargs)
+    client = make_client(api_key="test", base_url=base_url, max_connections=1, wire=True, **client_kwargs)
     send, receive = anyio.create_memory_object_stream[Item](1000)
     items: list[Item] = []
     async with client, receive, anyio.create_task_group() as tg:
@@ -167,32 +164,6 @@ async def test_an_idle_connection_the_server_gave_up_is_not_reused(threaded: boo
     assert (first.text, second.text, served) == ("first", "second", 2)
 
 
-@asynccontextmanager
-async def _tls_front(target: str, context: ssl.SSLContext) -> AsyncIterator[str]:
-    """A TLS terminator on loopback in front of ``target``: the simulator, served over https."""
-    host, port = target.removeprefix("http://").rsplit(":", 1)
-
-    async def handle(client: Any) -> None:
-        async with client, await anyio.connect_tcp(host, int(port)) as upstream:
-            async with anyio.create_task_group() as tg:
-
-                async def pipe(source: Any, sink: Any) -> None:
-                    with contextlib.suppress(anyio.BrokenResourceError):
-                        async for chunk in source:
-                            await sink.send(chunk)
-                    tg.cancel_scope.cancel()  # either side closing ends the connection
-
-                tg.start_soon(pipe, upstream, client)
-                tg.start_soon(pipe, client, upstream)
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port_used = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(TLSListener(listener, context, standard_compatible=False).serve, handle)
-        yield f"https://localhost:{port_used}"
-        tg.cancel_scope.cancel()
-
-
 async def test_tls_chunks_carry_their_records_arrival() -> None:
     """Over https the text is whole, and each delta is stamped after the server wrote it, in order.
 
@@ -204,8 +175,10 @@ async def test_tls_chunks_carry_their_records_arrival() -> None:
     client_context = ssl.create_default_context()
     authority.configure_trust(client_context)
     fast = SimulatorSettings(scenario="report", ttft_ms=20, tokens_per_s=400)
-    async with open_simulator(fast) as sim, _tls_front(sim.base_url, server_context) as https:
-        client = make_client(api_key="test", base_url=https, max_connections=1, ssl_context=client_context)
+    async with open_simulator(fast) as sim, tls_front(sim.base_url, server_context) as https:
+        client = make_client(
+            api_key="test", base_url=https, max_connections=1, ssl_context=client_context, wire=True
+        )
         async with client:
             raw = await client.messages.with_raw_response.create(**REQUEST)
             stream = raw.http_response.extensions["network_stream"]
@@ -227,11 +200,11 @@ async def test_a_proxy_for_the_host_keeps_the_sdks_own_transport(monkeypatch: py
     transport sends it; with NO_PROXY naming the host, it goes straight there, on wire times."""
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
     async with open_simulator() as sim:
-        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1) as client:
+        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1, wire=True) as client:
             with pytest.raises(anthropic.APIConnectionError):
                 await client.messages.create(**REQUEST)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1) as client:
+        async with make_client(api_key="test", base_url=sim.base_url, max_connections=1, wire=True) as client:
             raw = await client.messages.with_raw_response.create(**REQUEST)
     assert isinstance(raw.http_response.extensions["network_stream"], WireStream)
     assert (await raw.parse()).stop_reason == "max_tokens"

@@ -141,6 +141,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--truth", action=argparse.BooleanOptionalAction, help="check against simulator truth"
     )
     parser.add_argument("--progress", choices=("auto", "on", "off"), help="live progress line on stderr")
+    parser.add_argument(
+        "--wire",
+        action=argparse.BooleanOptionalAction,
+        help="stamp on wire times (default); --no-wire: the SDK's own transport, user-space stamps",
+    )
     parser.add_argument("--metrics-address", help="serve Prometheus metrics on HOST:PORT during the run")
     parser.add_argument("--sim-scenario", help="embedded simulator: scenario (e.g. rate_limited, overloaded)")
     parser.add_argument("--sim-ttft-ms", type=float, help="embedded simulator: TTFT in ms")
@@ -185,6 +190,7 @@ _FLAGS = (
     "max_cost",
     "truth",
     "progress",
+    "wire",
     "metrics_address",
     "zoom",
 )
@@ -297,7 +303,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Adds ``bench`` to the ``rillet`` command."""
     parser = commands.add_parser(
         "bench",
-        help="benchmark streaming latency and throughput (TTFT, ITL, TPOT, E2E)",
         description="Load the Messages API (or the embedded simulator) and measure every stream.",
     )
     add_arguments(parser)

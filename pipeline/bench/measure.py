@@ -111,7 +111,7 @@ async def run_worker(
     settings, workload = plan.settings, plan.workload
     slots = max(1, plan.share(settings.slots(plan.point)))
     ssl_context = httpx2.create_ssl_context()
-    reader = shared_reader()
+    reader = shared_reader() if settings.wire else None
     clients = [
         # Each pool may still grow to every slot: round-robin spreads requests, never queues them.
         make_client(
@@ -119,6 +119,7 @@ async def run_worker(
             base_url=plan.base_url,
             max_connections=slots,
             ssl_context=ssl_context,
+            wire=settings.wire,
             wire_reader=reader,
         )
         for _ in range(min(MAX_CLIENTS, -(-slots // CONNECTIONS_PER_CLIENT)))

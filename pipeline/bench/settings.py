@@ -85,6 +85,8 @@ class BenchSettings(_Strict):
     """Plot latency axes fitted to the data instead of starting at zero."""
     progress: Literal["auto", "on", "off"] = "auto"
     """``auto`` (or ``on``): a bar on a terminal, a plain line every few seconds elsewhere."""
+    wire: bool = True
+    """Wire times (kernel receive stamps, read by a thread); off: the SDK's transport, user-space stamps."""
     metrics_address: str | None = None
     """Serve the run's Prometheus metrics on ``host:port`` while it lasts."""
     simulator: SimulatorOptions = SimulatorOptions()

@@ -8,12 +8,10 @@ from pathlib import Path
 import anyio
 
 from pipeline.config import RunConfig, load_config
-from pipeline.jobs.replay import replay
-from pipeline.jobs.report import run_report
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = commands.add_parser("run", help="stream a report to the terminal and a file")
+    run = commands.add_parser("run")
     run.add_argument("config", nargs="?", type=Path, help="a TOML file such as config/report.toml")
     prompt = run.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", help="the prompt text")
@@ -24,7 +22,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--verbose", action="store_true", help="print stream metadata on stderr")
     run.set_defaults(func=_run)
 
-    rep = commands.add_parser("replay", help="run a recorded SSE stream through the pipeline, offline")
+    rep = commands.add_parser("replay")
     rep.add_argument("file", type=Path, help="a recorded stream: event:/data: lines, as the API sends them")
     rep.add_argument("--config", type=Path, help="stages and sinks to run it through")
     rep.add_argument("--final-json", type=Path, help="write the accumulated message here (default: stdout)")
@@ -32,11 +30,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.jobs.report import run_report  # the SDK: not for `rillet submit`, which shares the options
+
     config = with_overrides(load_config(args.config), args)
     return anyio.run(lambda: run_report(config, verbose=args.verbose))
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from pipeline.jobs.replay import replay
+
     config = load_config(args.config) if args.config else None
     return anyio.run(replay, args.file, config, args.final_json)
 

@@ -41,7 +41,6 @@ from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
 from coredis.tokens import PureToken
 
 from pipeline.errors import ConfigError
-from pipeline.scale.frames import end_frame
 from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lost, Take
 from pipeline.scale.settings import RedisConfig
 
@@ -343,6 +342,8 @@ class RedisEventLog:
 
     async def cancel(self, job_id: str, reason: str) -> str:
         """Records the request, once; a queued job ends here, a running one's worker is told at once."""
+        from pipeline.scale.frames import end_frame  # loads the SDK's types: `rillet jobs` rarely cancels
+
         end = end_frame("cancelled", reason, None)
         args: list[str | bytes] = [reason, str(time.time()), end.event, end.data]
         args += [str(self.config.ttl_finished), self.keys.cancels, job_id]

@@ -39,7 +39,6 @@ TOKEN_ENV = "RILLET_SERVE_TOKEN"
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
-        help="watch reports being written, in a browser",
         description="Serve a page and an SSE API that stream reports to browsers (loopback only by default).",
     )
     serve.add_argument("config", nargs="?", type=Path, help="a TOML file: request defaults, API, stages")

@@ -73,7 +73,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``simulate`` subcommand; its ``func`` runs the server."""
     parser = subparsers.add_parser(
         "simulate",
-        help="serve a local Messages API simulator",
         description="Serve a deterministic stand-in for the Messages API (POST /v1/messages) on loopback.",
     )
     add_arguments(parser)

@@ -124,7 +124,7 @@ def write_config(path: Path, redis_url: str, resume: dict[str, Any] | None = Non
 
 _ZYGOTE = """
 import os, signal, sys
-import pipeline.scale.cli
+import pipeline.scale.cli, pipeline.scale.run  # all that a worker imports, before the forks
 from pipeline.scale.__main__ import main
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)

@@ -1,0 +1,71 @@
+"""``rillet worker``'s process: Redis, the API (or the embedded simulator), metrics, until a signal.
+
+Apart from :mod:`pipeline.scale.cli` so that ``rillet jobs`` and ``rillet submit`` import neither
+the SDK nor the simulator; a process that forks workers imports this module to have them warm.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import anyio
+
+from pipeline.app.build import build_stages
+from pipeline.app.endpoint import open_endpoint
+from pipeline.client import make_client
+from pipeline.config import RunConfig
+from pipeline.scale._redis import RedisCancelSignals, RedisEventLog, RedisJobQueue, open_redis
+from pipeline.scale.metrics import ScaleMetrics
+from pipeline.scale.settings import RedisConfig
+from pipeline.scale.worker import Worker, WorkerSettings
+from sinks._server import MetricsServer
+
+
+async def run_worker(
+    config: RunConfig, redis: RedisConfig, settings: WorkerSettings, metrics_port: int | None
+) -> int:
+    """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease."""
+    metrics = ScaleMetrics()
+    server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
+    if server is not None:
+        sys.stderr.write(
+            f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics\n"
+        )
+    try:
+        async with open_redis(redis) as client, open_endpoint(config.api.base_url) as endpoint:
+            queue = RedisJobQueue(client, redis)
+            await queue.ensure_group()
+            api = make_client(
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                max_connections=max(config.api.max_connections, settings.concurrency),
+                timeout=config.api.timeout,
+            )
+            worker = Worker(
+                queue,
+                RedisEventLog(client, redis),
+                RedisCancelSignals(client, redis),
+                api,
+                build_stages(config),
+                redis,
+                settings,
+                metrics,
+            )
+            # One write: worker processes sharing a pipe must not interleave their lines.
+            sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")
+            sys.stderr.flush()
+            async with api, anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                await worker.run()
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
