@@ -180,8 +180,8 @@ class Keys:
         return f"{self.prefix}:{{{job_id}}}:log"
 
     def job_id(self, key: str) -> str:
-        """The id inside a ``P:{id}:job`` or ``P:{id}:log`` key."""
-        return key[key.index("{") + 1 : key.index("}")]
+        """The id inside a ``P:{id}:job`` or ``P:{id}:log`` key (whatever it holds, braces included)."""
+        return key.removeprefix(f"{self.prefix}:{{")[: -len("}:job")]
 
 
 @asynccontextmanager

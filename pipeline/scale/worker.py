@@ -42,6 +42,7 @@ from pipeline.fanout import FanOut
 from pipeline.resume import ResumeSettings
 from pipeline.runner import StreamResult, StreamRun
 from pipeline.scale._retry import persist
+from pipeline.scale.checks import job_id_problem
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.protocols import CancelSignals, EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
@@ -154,7 +155,10 @@ class Worker:
     async def _job(self, lease: Lease) -> None:
         running = self._jobs[lease.job_id] = _Running()
         try:
-            await self._take(lease, running)
+            if (problem := job_id_problem(lease.job_id)) is not None:
+                await self._refuse(lease, problem)
+            else:
+                await self._take(lease, running)
         except Exception:
             log.exception(
                 "job %s failed in the worker; its lease will lapse and another worker retry it", lease.job_id
@@ -300,6 +304,12 @@ class Worker:
         await persist(lambda: self.queue.dead_letter(lease, reason), "dead letter")
         self.metrics.jobs.labels("dead").inc()
         log.warning("job %s went to the dead-letter stream: %s", lease.job_id, reason)
+
+    async def _refuse(self, lease: Lease, reason: str) -> None:
+        """A queue entry no job can be built from: dead-lettered as it is, nothing else touched."""
+        await persist(lambda: self.queue.dead_letter(lease, reason), "dead letter")
+        self.metrics.jobs.labels("dead").inc()
+        log.warning("queue entry %s went to the dead-letter stream: %s", lease.entry, reason)
 
     async def _write_report(self, job_id: str) -> None:
         """The report from the log, written once, whole: never incrementally from two workers."""
