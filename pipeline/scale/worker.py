@@ -50,7 +50,17 @@ from pipeline.scale._retry import persist
 from pipeline.scale.checks import job_id_problem
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
-from pipeline.scale.protocols import CancelSignals, EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
+from pipeline.scale.protocols import (
+    CancelSignals,
+    EventLog,
+    JobQueue,
+    Lease,
+    LogEntry,
+    LogFull,
+    Lost,
+    Malformed,
+    Take,
+)
 from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
 from pipeline.source import Source
@@ -161,7 +171,7 @@ class Worker:
     async def _job(self, lease: Lease) -> None:
         running = self._jobs[lease.job_id] = _Running()
         try:
-            if (problem := job_id_problem(lease.job_id)) is not None:
+            if (problem := lease.problem or job_id_problem(lease.job_id)) is not None:
                 await self._refuse(lease, problem)
             else:
                 await self._take(lease, running)
@@ -191,7 +201,11 @@ class Worker:
     async def _run(self, lease: Lease, after: int, running: _Running) -> int:
         """Runs the job to its end; 0, or the epoch it ran under when Redis lost its latest writes."""
         job_id = lease.job_id
-        take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
+        try:
+            take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
+        except Malformed as exc:  # nothing was changed: the record cannot even be fenced
+            await self._refuse(lease, f"job {job_id}'s record is malformed: {exc}")
+            return 0
         if take.status != "running":  # done, dead, or expired: a redelivery of something settled
             await persist(lambda: self.queue.ack(lease), "ack")
             return 0
@@ -200,10 +214,17 @@ class Worker:
         if take.cancel is not None:
             running.cancel(take.cancel)
         try:
+            if take.problem is not None:
+                raise Malformed(take.problem)
             await self._resume(lease, take, running)
         except Lost as exc:
             log.warning("job %s: %s; taking it again from what the log kept", job_id, exc)
             return take.epoch
+        except Malformed as exc:
+            await self._dead(lease, take, f"the job's record is malformed: {exc}", None)
+        except Exception as exc:  # whatever else a job's data makes fail: recorded, so retries are counted
+            log.exception("job %s failed in the worker", job_id)
+            await self._retry(lease, take, f"the worker failed: {type(exc).__name__}: {exc}", None, None)
         return 0
 
     async def _resume(self, lease: Lease, take: Take, running: _Running) -> None:
@@ -269,7 +290,7 @@ class Worker:
             await self._retry(lease, take, f"{result.outcome}: {result.error}", sink.end_entry(), result)
 
     async def _retry(
-        self, lease: Lease, take: Take, reason: str, end: LogEntry | None, result: StreamResult
+        self, lease: Lease, take: Take, reason: str, end: LogEntry | None, result: StreamResult | None
     ) -> None:
         """Back to the queue for another take, or dead-lettered once it had ``max_attempts``."""
         if take.attempts >= self.redis.max_attempts:
