@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pipeline.bench import cli as bench_cli
 from pipeline.errors import ConfigError, InputError, RilletError
 from pipeline.jobs import cli as jobs_cli
+from pipeline.jobs import interrupts
 from pipeline.scale import cli as scale_cli
 from pipeline.serve import cli as serve_cli
 from pipeline.simulator import cli as simulator_cli
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
+    if argv is None:  # the command itself, not a caller embedding it: Ctrl+C is ours from now on
+        interrupts.install()
     args = build_parser().parse_args(argv)
     gc.freeze()  # what start-up built lives all run: keep the collector's full passes off it
     try:

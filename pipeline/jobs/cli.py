@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from pipeline.config import RunConfig, load_config
+from pipeline.jobs import interrupts
 from pipeline.jobs.replay import replay
 from pipeline.jobs.report import run_report
 
@@ -33,6 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config), args)
+    interrupts.start_run()
     return anyio.run(lambda: run_report(config, verbose=args.verbose))
 
 
