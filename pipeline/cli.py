@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from pipeline.errors import ConfigError, InputError, RilletError
+from pipeline.jobs import interrupts
 
 USAGE_ERROR = 2
 SIGPIPE_STATUS = 128 + signal.SIGPIPE
@@ -62,6 +63,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
+    if argv is None:  # the command itself, not a caller embedding it: Ctrl+C is ours from now on
+        interrupts.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     gc.freeze()  # what start-up built lives all run: keep the collector's full passes off it

@@ -2,9 +2,11 @@
 
 Each file is written under a temporary name beside its final one (``report.md.part``) and renamed
 over the final name (``os.replace``, after an fsync) once it is finished, so a whole file appears
-atomically and a previous run's file is never left to pass for this run's. A file whose stream did
-not complete is still renamed, with a marker appended first, so that what was received is kept and
-never mistaken for a whole answer:
+atomically and a previous run's file is never left to pass for this run's. Each batch is flushed
+to the operating system as it is written, so a process killed outright (``kill -9``, the OOM
+killer) leaves in the ``.part`` file everything received up to one linger window before it died.
+A file whose stream did not complete is still renamed, with a marker appended first, so that what
+was received is kept and never mistaken for a whole answer:
 
 - text: a line ``<!-- rillet: incomplete -->`` (for tools) and a visible ``> **Incomplete report:**
   <reason>, after N characters.`` (for readers of the rendered markdown). A text stream that
@@ -18,13 +20,18 @@ number of streams may append to). Whole means: every stream in it ended ``comple
 file finished at close, the sink closed without an exception. If even the marker cannot be written
 (the destination failed), the partial file keeps its ``.part`` name, which says the same.
 
+A path that is a symbolic link names its target: the target gets the ``.part`` file and the rename,
+and the link stays a link. A path that is not a regular file (a FIFO, a device such as
+``/dev/null``, ``/dev/stdout`` on a pipe) is written directly, without a ``.part`` file: renaming a
+file over it would replace the device or pipe with a plain file.
+
 Without ``{stream_id}``, a second stream refuses to share a text file (:class:`SinkError`): its text
 interleaved with the first's would be garbage, and dropping it silently would lose it.
 
-Each batch costs one aiofiles ``write`` per file it touches (an aiofiles call is a thread hop of
-about 100 µs, DESIGN.md), so a batch's text is built in memory first.
+Each batch costs one thread hop per file it touches (a write and its flush; a hop costs about
+100 µs, DESIGN.md), so a batch's text is built in memory first.
 
-File operations run shielded from cancellation: aiofiles cannot stop a thread once it started, so a
+File operations run shielded from cancellation: nothing can stop a thread once it started, so a
 cancelled await would leave the write running behind the sink's back, racing the close. A
 cancellation (Ctrl-C, the fan-out's flush deadline) takes effect at the next checkpoint after the
 operation, and one that reaches the close still finds the file finished and marked. A hung disk
@@ -36,14 +43,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Literal, Self, TextIO
 from urllib.parse import quote
 
-import aiofiles
 import aiofiles.os
 import anyio
 import pydantic
@@ -67,7 +74,7 @@ _MARKER = "\n\n<!-- rillet: incomplete -->\n> **Incomplete report:** {reason}, a
 
 @dataclass(frozen=True, slots=True)
 class FileSinkStatistics:
-    """What the sink has done so far: files finished whole or marked, and aiofiles writes made."""
+    """What the sink has done so far: files finished whole or marked, and batch writes made."""
 
     open_files: int
     whole_files: int
@@ -139,12 +146,47 @@ def _restarts(item: Item) -> bool:
     return isinstance(item.event, AttemptStarted) and item.event.strategy == "restart"
 
 
+_in_thread = aiofiles.os.wrap
+"""A blocking call in the event loop's executor (aiofiles's way: a thread hop of about 100 µs)."""
+
+
+def _write_through(handle: TextIO, text: str, restart: bool) -> None:
+    """A batch's text, handed to the operating system (one hop): a ``kill -9`` must not lose it.
+
+    ``restart`` first empties the file (the stream started over).
+    """
+    if restart:
+        handle.seek(0)
+        handle.truncate()
+    handle.write(text)
+    handle.flush()
+
+
+def _open_destination(path: Path) -> tuple[Path, TextIO, bool]:
+    """Opens what ``path`` names for writing, in one hop: its final path, the handle, and whether it
+    is written in place (not a regular file, so never replaced by a rename).
+
+    A symbolic link names its target, which gets the ``.part`` file and the rename.
+    """
+    try:
+        direct = not stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        direct = False
+    if not direct:
+        path = Path(os.path.realpath(path))
+    target = path if direct else path.with_name(path.name + PART_SUFFIX)
+    handle = open(target, "w", encoding="utf-8", errors="backslashreplace", newline="")
+    return path, handle, direct
+
+
 class _File:
     """One output file: its handle, the streams it holds, how they ended, what waits to be written."""
 
-    def __init__(self, path: Path, handle: Any) -> None:
+    def __init__(self, path: Path, handle: TextIO, *, direct: bool) -> None:
         self.path = path
-        self.part = path.with_name(path.name + PART_SUFFIX)
+        self.direct = direct
+        """Written in place (not a regular file): no ``.part``, no fsync, no rename."""
+        self.part = path if direct else path.with_name(path.name + PART_SUFFIX)
         self.handle = handle
         self.ended: dict[str, StreamEnded | None] = {}
         self.pending: list[str] = []
@@ -163,7 +205,7 @@ class FileSink:
     """
 
     linger = 0.05
-    """Seconds to gather a batch: one aiofiles call costs about 100 µs, the report can wait 50 ms."""
+    """Seconds to gather a batch: one thread hop costs about 100 µs, the report can wait 50 ms."""
 
     def __init__(self, path: str | os.PathLike[str], *, mode: Mode = "text", name: str = "file") -> None:
         if mode not in ("text", "jsonl"):
@@ -182,7 +224,7 @@ class FileSink:
         self._whole = self._incomplete = self._write_calls = 0
 
     def statistics(self) -> FileSinkStatistics:
-        """Counts so far; ``write_calls`` is the number of aiofiles writes, one per file per batch."""
+        """Counts so far; ``write_calls`` is the number of batch writes, one per file per batch."""
         return FileSinkStatistics(len(self._unfinished()), self._whole, self._incomplete, self._write_calls)
 
     async def __aenter__(self) -> Self:
@@ -265,15 +307,12 @@ class FileSink:
         return list(files.values())
 
     async def _open(self, path: Path) -> _File:
-        part = path.with_name(path.name + PART_SUFFIX)
         try:
             with anyio.CancelScope(shield=True):
-                handle = await aiofiles.open(
-                    part, "w", encoding="utf-8", errors="backslashreplace", newline=""
-                )
+                path, handle, direct = await _in_thread(_open_destination)(path)
         except OSError as exc:
-            raise self._failed("open", part, exc) from exc
-        return _File(path, handle)
+            raise self._failed("open", Path(exc.filename or path), exc) from exc
+        return _File(path, handle, direct=direct)
 
     async def _file_for(self, stream_id: str) -> _File:
         """The file a new stream goes to, opened if it needs its own."""
@@ -296,16 +335,13 @@ class FileSink:
         return file
 
     async def _flush(self, file: _File) -> None:
-        """The one aiofiles write of a batch for this file."""
+        """The one write of a batch for this file; a FIFO or device cannot take back a restart's text."""
         text = "".join(file.pending)
         file.pending.clear()
         try:
             with anyio.CancelScope(shield=True):
-                if file.restarted:
-                    file.restarted = False
-                    await file.handle.seek(0)
-                    await file.handle.truncate()
-                await file.handle.write(text)
+                restart, file.restarted = file.restarted and not file.direct, False
+                await _in_thread(_write_through)(file.handle, text, restart)
         except OSError as exc:
             raise self._failed("write", file.part, exc) from exc
         self._write_calls += 1
@@ -322,10 +358,12 @@ class FileSink:
             if file.pending:
                 await self._flush(file)
             with anyio.CancelScope(shield=True):
-                await file.handle.flush()
-                await aiofiles.os.wrap(os.fsync)(file.handle.fileno())
-                await file.handle.close()
-                await aiofiles.os.replace(file.part, file.path)
+                await _in_thread(file.handle.flush)()
+                if not file.direct:
+                    await _in_thread(os.fsync)(file.handle.fileno())
+                await _in_thread(file.handle.close)()
+                if not file.direct:
+                    await aiofiles.os.replace(file.part, file.path)
         except OSError as exc:
             raise self._failed("finish", file.part, exc) from exc
         finally:
@@ -364,6 +402,6 @@ async def _release(file: _File) -> None:
         return
     with anyio.CancelScope(shield=True):
         try:
-            await file.handle.close()
+            await _in_thread(file.handle.close)()
         except OSError:
             pass

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from pipeline.config import RunConfig, load_config
+from pipeline.jobs import interrupts
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.jobs.report import run_report  # the SDK: not for `rillet submit`, which shares the options
 
     config = with_overrides(load_config(args.config), args)
+    interrupts.start_run()
     return anyio.run(lambda: run_report(config, verbose=args.verbose))
 
 

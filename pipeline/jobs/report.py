@@ -2,7 +2,8 @@
 
 SIGINT and SIGTERM stop the stream, not the process: the upstream response is closed, every sink
 flushes (the file keeps the partial report with a marker), the summary line is printed, and the
-exit status says which signal it was (130, 143).
+exit status says which signal it was (130, 143). A second signal exits at once
+(:mod:`pipeline.jobs.interrupts`, which also handles one that comes before the stream listens).
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Callable
-
-import anyio
 
 from pipeline.app.build import build_request, build_sinks, build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.app.summary import summary_line
 from pipeline.client import make_client
 from pipeline.config import RunConfig
+from pipeline.jobs import interrupts
 from pipeline.runner import Pipeline, StreamResult
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -29,7 +28,6 @@ async def run_report(config: RunConfig, *, verbose: bool = False) -> int:
     """Runs the job and returns the process exit status."""
     request = build_request(config.request)
     started = time.perf_counter()
-    caught: list[signal.Signals] = []
     async with open_endpoint(config.api.base_url) as endpoint:
         client = make_client(
             api_key=endpoint.api_key,
@@ -43,21 +41,11 @@ async def run_report(config: RunConfig, *, verbose: bool = False) -> int:
             Pipeline(client, stages=build_stages(config), sinks=sinks, resume=config.resume) as pipeline,
         ):
             stream = pipeline.stream(request)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_signal, stream.cancel, caught)
+            with interrupts.listening(stream.cancel):
                 result: StreamResult = await pipeline.run_stream(stream)
-                tg.cancel_scope.cancel()
     print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
-    if caught:
+    if caught := interrupts.caught():
         return SIGNAL_EXIT[caught[0]]
     if result.failure is not None and result.error_type == "sink_error":
         print(f"rillet: error: {result.failure}", file=sys.stderr)
     return OUTCOME_EXIT[result.outcome]
-
-
-async def _cancel_on_signal(cancel: Callable[[str], None], caught: list[signal.Signals]) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signal.Signals(signum))
-            cancel(f"stopped by {signal.Signals(signum).name}")
-            return

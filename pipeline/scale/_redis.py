@@ -29,6 +29,7 @@ from the lost tail never names other bytes.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -41,8 +42,11 @@ from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
 from coredis.tokens import PureToken
 
 from pipeline.errors import ConfigError
-from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lost, Take
+from pipeline.scale.checks import request_problem
+from pipeline.scale.protocols import Fenced, Frame, Lease, LogEntry, LogFull, Lost, Malformed, Take
 from pipeline.scale.settings import RedisConfig
+
+log = logging.getLogger("rillet.scale")
 
 GROUP = "workers"
 HIDE_LOST = ConstantRetryPolicy((coredis.exceptions.ConnectionError, TimeoutError), retries=2, delay=0.01)
@@ -58,6 +62,10 @@ _TAKE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
 if status == 'done' or status == 'dead' or status == 'cancelled' then return {status} end
+for _, name in ipairs({'epoch', 'last_seq'}) do
+  local value = redis.call('HGET', KEYS[1], name)
+  if value and not string.match(value, '^%d+$') then return {'malformed', name, value} end
+end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 if epoch <= tonumber(ARGV[3]) then epoch = tonumber(ARGV[3]) + 1 end
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'status', 'running', 'started', ARGV[2])
@@ -179,8 +187,8 @@ class Keys:
         return f"{self.prefix}:{{{job_id}}}:log"
 
     def job_id(self, key: str) -> str:
-        """The id inside a ``P:{id}:job`` or ``P:{id}:log`` key."""
-        return key[key.index("{") + 1 : key.index("}")]
+        """The id inside a ``P:{id}:job`` or ``P:{id}:log`` key (whatever it holds, braces included)."""
+        return key.removeprefix(f"{self.prefix}:{{")[: -len("}:job")]
 
 
 @asynccontextmanager
@@ -212,8 +220,8 @@ def _alone(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0] if len(group.exceptions) == 1 else group
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _text(value: Any, errors: str = "strict") -> str:
+    return value.decode(errors=errors) if isinstance(value, bytes) else str(value)
 
 
 class RedisJobQueue:
@@ -289,7 +297,29 @@ class RedisJobQueue:
 
 
 def _lease(entry: Any, *, reclaimed: bool) -> Lease:
-    return Lease(_text(entry.field_values[b"job"]), _text(entry.identifier), reclaimed)
+    """A delivery; one whose entry names no job (written by hand) carries the problem instead."""
+    identifier = _text(entry.identifier)
+    job = entry.field_values.get(b"job")
+    if job is None:
+        fields = ", ".join(repr(_text(name, "replace")) for name in entry.field_values)
+        problem = f"the queue entry {identifier} has no 'job' field (its fields: {fields or 'none'})"
+        return Lease("", identifier, reclaimed, problem)
+    try:
+        return Lease(bytes(job).decode(), identifier, reclaimed)
+    except UnicodeDecodeError:
+        return Lease("", identifier, reclaimed, f"the queue entry {identifier}'s job id is not UTF-8")
+
+
+def _request(raw: Any) -> tuple[dict[str, Any], str | None]:
+    """The job's request, or why it cannot be one (the job is then dead-lettered with that reason)."""
+    if raw is None:
+        return {}, "it has no 'request' field"
+    try:
+        request = json.loads(raw)
+    except ValueError as exc:
+        return {}, f"its request is not JSON ({exc})"
+    problem = request_problem(request)
+    return (request, None) if problem is None else ({}, problem)
 
 
 class RedisEventLog:
@@ -309,10 +339,13 @@ class RedisEventLog:
         args = [consumer, str(time.time()), str(after_epoch)]
         reply: Any = await self._take(keys=[self.keys.job(job_id)], args=args)
         status = _text(reply[0])
+        if status == "malformed":
+            raise Malformed(f"its {_text(reply[1])} field {_text(reply[2])!r} is not a whole number")
         if status != "running":
             return Take(0, 0, {}, 0, status)
         epoch = int(reply[1])
-        return Take(epoch, epoch, json.loads(reply[2]), int(reply[3]), status, _text(reply[4]) or None)
+        request, problem = _request(reply[2])
+        return Take(epoch, epoch, request, int(reply[3]), status, _text(reply[4]) or None, problem)
 
     async def append(self, job_id: str, epoch: int, entries: Sequence[LogEntry], chars: int) -> None:
         args: list[str | bytes] = [
@@ -388,10 +421,26 @@ class RedisCancelSignals:
                     if message["type"] == "subscribe":
                         await subscribed()
                     elif message["type"] == "message":
-                        request = json.loads(_text(message["data"]))
-                        cancel(request["job"], request["reason"])
+                        announced = _announcement(message["data"])
+                        if announced is None:
+                            log.warning("ignored a malformed cancel announcement: %r", message["data"])
+                        else:
+                            cancel(*announced)
         except BaseExceptionGroup as group:
             raise _alone(group) from None
+
+
+def _announcement(data: Any) -> tuple[str, str] | None:
+    """A cancel announcement's job id and reason; None for anything else published on the channel."""
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(request, dict):
+        job, reason = request.get("job"), request.get("reason")
+        if isinstance(job, str) and isinstance(reason, str):
+            return job, reason
+    return None
 
 
 class RedisLogTail:
@@ -440,10 +489,16 @@ class RedisLogTail:
 
 
 def to_entry(entry: Any) -> LogEntry:
-    """A stored stream entry as a :class:`LogEntry`."""
+    """A stored stream entry as a :class:`LogEntry`; :class:`Malformed` if a hand-made one lacks a field."""
     seq, epoch = _text(entry.identifier).split("-")
     values = entry.field_values
-    return LogEntry(int(seq), int(epoch), Frame(_text(values[b"e"]), bytes(values[b"d"])))
+    if b"e" not in values or b"d" not in values:
+        raise Malformed(f"its log entry {_text(entry.identifier)} lacks the 'e' or 'd' field")
+    try:
+        event = bytes(values[b"e"]).decode()
+    except UnicodeDecodeError:
+        raise Malformed(f"its log entry {_text(entry.identifier)}'s event name is not UTF-8") from None
+    return LogEntry(int(seq), int(epoch), Frame(event, bytes(values[b"d"])))
 
 
 def _check(reply: Any, job_id: str, epoch: int, cap: int) -> None:

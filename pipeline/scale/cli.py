@@ -17,6 +17,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.jobs.cli import with_overrides
 from pipeline.scale._redis import RedisEventLog, RedisJobQueue, open_redis
+from pipeline.scale.checks import JOB_ID_PATTERN, job_id_problem
 from pipeline.scale.settings import RedisConfig, load_scale_config
 from pipeline.scale.status import cancel_line, job_lines, overview
 
@@ -31,7 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     prompt.add_argument("--prompt-file", type=Path, help="a file holding the prompt")
     submit.add_argument("--model", help="the model to ask (default: the config's)")
     submit.add_argument("--max-tokens", type=int, help="the output token budget")
-    submit.add_argument("--id", dest="job_id", help="the job id (default: a random one)")
+    submit.add_argument(
+        "--id", dest="job_id", help=f"the job id, matching {JOB_ID_PATTERN} (default: a random one)"
+    )
     submit.set_defaults(func=_submit)
 
     worker = commands.add_parser("worker")
@@ -64,6 +67,8 @@ def _load(args: argparse.Namespace) -> tuple[RunConfig, RedisConfig]:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.job_id is not None and (problem := job_id_problem(args.job_id)) is not None:
+        raise InputError(f"--id: {problem}")
     config, redis = _load(args)
     args.out = None
     request = build_request(with_overrides(config, args).request)

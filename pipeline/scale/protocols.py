@@ -30,6 +30,11 @@ class LogFull(RilletError):
     """The job's log would pass its byte cap: the job fails loudly instead of growing without bound."""
 
 
+class Malformed(RilletError):
+    """What Redis holds for a job cannot be a job's (a hand-written entry, a corrupted field): the
+    job is dead-lettered with this reason at once, since no retry would read anything else."""
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A job handed to one consumer: ``entry`` identifies the delivery, ``reclaimed`` a takeover."""
@@ -37,6 +42,8 @@ class Lease:
     job_id: str
     entry: str
     reclaimed: bool = False
+    problem: str | None = None
+    """Why the queue entry names no job (a missing or unreadable ``job`` field): it is dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class Take:
     last_seq: int
     status: str
     cancel: str | None = None
+    problem: str | None = None
+    """Why the stored request cannot be sent (not JSON, a field of the wrong type): dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,11 @@ jobs whose lease lapsed (their worker died or stalled, ``XAUTOCLAIM``), then new
    log's end when it was begun before (``Source(history=...)``), while a
    heartbeat renews its lease every third of it; a refused renewal or append means the job was
    taken over: the upstream response is closed at once and the job left to its new owner;
-4. is finished (the ``end`` frame, the outcome, the finished TTL), its report written from the
-   log, and acknowledged; a failed run is given back to the queue until it has used its attempts.
+4. has its report written from the log by the file sink (``<id>.md.part``, flushed, renamed to
+   ``<id>.md``; marked incomplete exactly as ``rillet run`` marks it), then is finished (the
+   ``end`` frame, the outcome, the finished TTL) and acknowledged. A failed run, or a report that
+   cannot be written, gives the job back to the queue until it has used its attempts; then it is
+   dead-lettered with the reason, its log and any partial report (marked) kept.
 
 A cancel request (``POST /api/streams/{id}/cancel`` on a replica, ``rillet jobs ID --cancel``) is
 recorded in the job's hash and announced on the prefix's cancel channel, to which each worker
@@ -36,19 +39,33 @@ from typing import Any
 
 import anyio
 from anthropic import AsyncAnthropic
+from anthropic.types import RawContentBlockDeltaEvent, TextDelta
 
 from pipeline.errors import SinkError
+from pipeline.events import Item, StreamEnded
 from pipeline.fanout import FanOut
 from pipeline.resume import ResumeSettings
 from pipeline.runner import StreamResult, StreamRun
 from pipeline.scale._retry import persist
+from pipeline.scale.checks import job_id_problem
 from pipeline.scale.frames import accumulate, end_frame, fold
 from pipeline.scale.metrics import ScaleMetrics
-from pipeline.scale.protocols import CancelSignals, EventLog, JobQueue, Lease, LogEntry, LogFull, Lost, Take
+from pipeline.scale.protocols import (
+    CancelSignals,
+    EventLog,
+    JobQueue,
+    Lease,
+    LogEntry,
+    LogFull,
+    Lost,
+    Malformed,
+    Take,
+)
 from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
 from pipeline.source import Source
 from pipeline.stages import StageFactory
+from sinks.file import FileSink
 from sinks.redis_log import RedisLogSink
 
 log = logging.getLogger("rillet.scale")
@@ -154,7 +171,10 @@ class Worker:
     async def _job(self, lease: Lease) -> None:
         running = self._jobs[lease.job_id] = _Running()
         try:
-            await self._take(lease, running)
+            if (problem := lease.problem or job_id_problem(lease.job_id)) is not None:
+                await self._refuse(lease, problem)
+            else:
+                await self._take(lease, running)
         except Exception:
             log.exception(
                 "job %s failed in the worker; its lease will lapse and another worker retry it", lease.job_id
@@ -181,7 +201,11 @@ class Worker:
     async def _run(self, lease: Lease, after: int, running: _Running) -> int:
         """Runs the job to its end; 0, or the epoch it ran under when Redis lost its latest writes."""
         job_id = lease.job_id
-        take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
+        try:
+            take = await persist(lambda: self.events.take(job_id, self.settings.consumer, after), "take")
+        except Malformed as exc:  # nothing was changed: the record cannot even be fenced
+            await self._refuse(lease, f"job {job_id}'s record is malformed: {exc}")
+            return 0
         if take.status != "running":  # done, dead, or expired: a redelivery of something settled
             await persist(lambda: self.queue.ack(lease), "ack")
             return 0
@@ -190,10 +214,17 @@ class Worker:
         if take.cancel is not None:
             running.cancel(take.cancel)
         try:
+            if take.problem is not None:
+                raise Malformed(take.problem)
             await self._resume(lease, take, running)
         except Lost as exc:
             log.warning("job %s: %s; taking it again from what the log kept", job_id, exc)
             return take.epoch
+        except Malformed as exc:
+            await self._dead(lease, take, f"the job's record is malformed: {exc}", None)
+        except Exception as exc:  # whatever else a job's data makes fail: recorded, so retries are counted
+            log.exception("job %s failed in the worker", job_id)
+            await self._retry(lease, take, f"the worker failed: {type(exc).__name__}: {exc}", None, None)
         return 0
 
     async def _resume(self, lease: Lease, take: Take, running: _Running) -> None:
@@ -254,14 +285,20 @@ class Worker:
         if result.outcome in ENDS:
             await self._end(lease, take, result, sink)
         elif isinstance(result.failure, SinkError) and isinstance(result.failure.__cause__, LogFull):
-            await self._dead(lease, take, str(result.failure.__cause__), sink.end_entry())
-        elif take.attempts >= self.redis.max_attempts:
-            await self._dead(lease, take, f"{result.outcome}: {result.error}", sink.end_entry())
+            await self._dead(lease, take, str(result.failure.__cause__), sink.end_entry(), result)
         else:
-            reason = f"{result.outcome}: {result.error}"
-            await persist(lambda: self.events.release(lease.job_id, take.epoch, reason), "release")
-            await persist(lambda: self.queue.requeue(lease), "requeue")
-            self.metrics.jobs.labels("retried").inc()
+            await self._retry(lease, take, f"{result.outcome}: {result.error}", sink.end_entry(), result)
+
+    async def _retry(
+        self, lease: Lease, take: Take, reason: str, end: LogEntry | None, result: StreamResult | None
+    ) -> None:
+        """Back to the queue for another take, or dead-lettered once it had ``max_attempts``."""
+        if take.attempts >= self.redis.max_attempts:
+            await self._dead(lease, take, reason, end, result)
+            return
+        await persist(lambda: self.events.release(lease.job_id, take.epoch, reason), "release")
+        await persist(lambda: self.queue.requeue(lease), "requeue")
+        self.metrics.jobs.labels("retried").inc()
 
     async def _renew(self, lease: Lease, running: _Running) -> None:
         """Every third of the lease: renews it, and reads the job's cancel record (in case the
@@ -276,19 +313,40 @@ class Worker:
                 running.cancel(reason)
 
     async def _end(self, lease: Lease, take: Take, result: StreamResult, sink: RedisLogSink) -> None:
-        """A completed or cancelled run: its end, its report (the text so far, if cancelled), its ack."""
+        """A completed or cancelled run: its report (the text so far, if cancelled), its end, its ack.
+
+        The report is on disk before the job is finished: a report that cannot be written sends the
+        job back for another take (which replays the log and asks the model nothing), and after
+        ``max_attempts`` to the dead-letter stream with the reason, its log kept.
+        """
         end = sink.end_entry()
         assert end is not None, "the runner ends every stream with StreamEnded"
+        try:
+            await self._write_report(lease.job_id, result)
+        except SinkError as exc:
+            await self._retry(lease, take, f"cannot write the report: {exc}", None, result)
+            return
         fields = _outcome_fields(result)
         status = ENDS[result.outcome]
         await persist(lambda: self.events.finish(lease.job_id, take.epoch, end, status, fields), "finish")
         self.metrics.appends.inc()
-        if self.settings.out_dir is not None:
-            await self._write_report(lease.job_id)
         await persist(lambda: self.queue.ack(lease), "ack")
         self.metrics.jobs.labels(status).inc()
 
-    async def _dead(self, lease: Lease, take: Take, reason: str, end: LogEntry | None) -> None:
+    async def _dead(
+        self,
+        lease: Lease,
+        take: Take,
+        reason: str,
+        end: LogEntry | None,
+        result: StreamResult | None = None,
+    ) -> None:
+        """Dead-lettered with ``reason``; the log is kept, and so is the report of a run (marked)."""
+        if result is not None and result.outcome not in ENDS:
+            try:
+                await self._write_report(lease.job_id, result)
+            except SinkError as exc:
+                log.warning("job %s: %s", lease.job_id, exc)
         if end is None:
             last = await persist(lambda: self.events.status(lease.job_id), "status")
             end = LogEntry(
@@ -301,15 +359,25 @@ class Worker:
         self.metrics.jobs.labels("dead").inc()
         log.warning("job %s went to the dead-letter stream: %s", lease.job_id, reason)
 
-    async def _write_report(self, job_id: str) -> None:
-        """The report from the log, written once, whole: never incrementally from two workers."""
-        assert self.settings.out_dir is not None
+    async def _refuse(self, lease: Lease, reason: str) -> None:
+        """A queue entry no job can be built from: dead-lettered as it is, nothing else touched."""
+        await persist(lambda: self.queue.dead_letter(lease, reason), "dead letter")
+        self.metrics.jobs.labels("dead").inc()
+        log.warning("queue entry %s went to the dead-letter stream: %s", lease.entry, reason)
+
+    async def _write_report(self, job_id: str, result: StreamResult) -> None:
+        """The report from the log, written once by the file sink: flushed, renamed into place, and
+        marked when incomplete exactly as ``rillet run`` marks it. Never incremental from two workers."""
+        if self.settings.out_dir is None:
+            return
         entries = await persist(lambda: self.events.range(job_id), "range")
         text = accumulate(job_id, fold(entries)).text()
-        path = anyio.Path(self.settings.out_dir) / f"{job_id}.md"
-        partial = path.with_suffix(".md.partial")
-        await partial.write_text(text, encoding="utf-8")
-        await partial.rename(path)
+        delta = RawContentBlockDeltaEvent(
+            type="content_block_delta", index=0, delta=TextDelta(type="text_delta", text=text)
+        )
+        ended = StreamEnded(result.outcome, result.stop_reason, result.error, result.error_type)
+        async with FileSink(self.settings.out_dir / f"{job_id}.md", name="report") as sink:
+            await sink.write([Item(job_id, delta, 0), Item(job_id, ended, 0)])
 
 
 @dataclasses.dataclass(slots=True)

@@ -8,18 +8,21 @@ the URL of a reconnect still carries the old ``after``. What a cursor is belongs
 on a replica. A cursor that names no frame the log holds (evicted, or lost with a Redis crash) gets
 a ``reset`` frame with the accumulated message and moves to the log's tail.
 
-The connection ends when the stream's ``end`` frame is sent (a later reconnect gets 204, which
-stops EventSource), when the browser leaves (noticed through ``receive()``: uvicorn's ``send`` stays
+The connection ends when the stream's ``end`` frame is sent (a later reconnect gets 204, which stops
+EventSource), when the browser leaves (noticed through ``receive()``: uvicorn's ``send`` stays
 silent after a disconnect), after ``max_connection_s`` (the browser reconnects with its cursor), at
-shutdown, or when a send stays blocked past ``send_timeout_s`` (the registry's watchdog cuts it):
-then the response is abandoned unfinished and uvicorn closes the connection, which the browser
-again resumes from its cursor. uvicorn's close waits for the bytes already buffered (at most
-about 64 KiB past the kernel's buffers) to drain, so the socket of a reader that never reads again
-lingers until TCP gives up on it; its task and its place in the limits are freed at once.
+shutdown (with a last ``end`` frame of outcome ``shutdown`` and no id: the page reconnects with its
+cursor, to a replica or to this server once back, and gets the stream's real end), or when a send
+stays blocked past ``send_timeout_s`` (the registry's watchdog cuts it): then the response is
+abandoned unfinished and uvicorn closes the connection, which the browser again resumes from its
+cursor. uvicorn's close waits for the bytes already buffered (at most about 64 KiB past the kernel's
+buffers) to drain, so the socket of a reader that never reads again lingers until TCP gives up on
+it; its task and its place in the limits are freed at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -45,6 +48,16 @@ RAW_HEADERS = [
     (b"cache-control", b"no-store, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
+
+SHUTDOWN_END = (
+    b"event: end\ndata: %s\n\n"
+    % json.dumps(
+        {"outcome": "shutdown", "error": "the server is shutting down; reconnect to go on", "reconnect": True}
+    ).encode()
+)
+"""The last frame of a connection the server's shutdown ends before its stream's end: no ``id``, so
+the browser's ``Last-Event-ID`` stays the last real frame's, and a reconnection (to a replica, or
+this server once back) carries on to the stream's real ``end``."""
 
 _ABANDONED: ContextVar[bool] = ContextVar("rillet_serve_abandoned", default=False)
 
@@ -168,8 +181,10 @@ class EventsEndpoint:
                 await connection.pump()
                 tg.cancel_scope.cancel()
         if not connection.left and not reader.stalled:
+            ended = log.finished and not log.read(connection.cursor, 1).frames
+            last = SHUTDOWN_END if reader.shutdown and not ended else b""
             with anyio.move_on_after(self._settings.send_timeout_s):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": last, "more_body": False})
                 return
         if not connection.left:
             _ABANDONED.set(True)

@@ -42,6 +42,8 @@ class Reader:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     sending_since: float | None = None
     stalled: bool = False
+    shutdown: bool = False
+    """Stopped by the server's shutdown: its response ends with a ``shutdown`` end frame."""
 
 
 class Counted(Protocol):
@@ -90,6 +92,7 @@ class Readers:
         self.closing = True
         self._housekeeping.cancel()
         for reader in list(self.active):
+            reader.shutdown = True
             reader.scope.cancel()
 
     async def _housekeep(self) -> None:

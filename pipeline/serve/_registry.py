@@ -2,7 +2,9 @@
 
 A stream runs in the server's task group, never in a request's task, so a browser that leaves
 never stops it: only :meth:`StreamEntry.cancel` (``POST .../cancel``) or shutdown does. Ended
-streams stay readable for ``stream_ttl_s``; every count has a bound (see :class:`ServeSettings`).
+streams stay readable for ``stream_ttl_s``; every count has a bound (see :class:`ServeSettings`),
+and so do the bytes the kept logs hold together (``max_kept_bytes``): the oldest ended streams are
+forgotten first, checked whenever a stream starts, ends or is looked up.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class StreamRegistry:
         if self.closing:
             raise Busy("the server is shutting down")
         self._expire()
+        self._trim()
         running = sum(entry.running for entry in self._entries.values())
         if running >= self._settings.max_running_streams:
             raise Busy(f"too many streams running (at most {self._settings.max_running_streams})")
@@ -103,6 +106,7 @@ class StreamRegistry:
     def get(self, stream_id: str) -> StreamEntry | None:
         """The stream, if it is running or ended less than ``stream_ttl_s`` ago."""
         self._expire()
+        self._trim()
         return self._entries.get(stream_id)
 
     @asynccontextmanager
@@ -141,6 +145,7 @@ class StreamRegistry:
             entry.log.close()
         finally:
             entry.ended_at = time.monotonic()
+            self._trim()
 
     def _logs(self) -> Iterator[StreamLog]:
         return (entry.log for entry in self._entries.values())
@@ -150,6 +155,22 @@ class StreamRegistry:
         for entry in list(self._entries.values()):
             if entry.ended_at is not None and entry.ended_at < deadline:
                 self._forget(entry)
+
+    def kept_bytes(self) -> int:
+        """Bytes of frames every kept log holds (what ``max_kept_bytes`` bounds)."""
+        return sum(entry.log.size for entry in self._entries.values())
+
+    def _trim(self) -> None:
+        """Forgets the oldest ended streams while the kept logs hold more than ``max_kept_bytes``."""
+        kept = self.kept_bytes()
+        if kept <= self._settings.max_kept_bytes:
+            return
+        ended = sorted((e for e in self._entries.values() if not e.running), key=lambda e: e.created)
+        for entry in ended:
+            if kept <= self._settings.max_kept_bytes:
+                return
+            kept -= entry.log.size
+            self._forget(entry)
 
     def _forget(self, entry: StreamEntry) -> None:
         del self._entries[entry.stream_id]

@@ -10,6 +10,7 @@ from pipeline.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MIN_TOKEN_LENGTH = 16
+DEFAULT_MAX_KEPT_MIB = 256
 
 
 def is_loopback(host: str) -> bool:
@@ -47,6 +48,9 @@ class ServeSettings:
     stream_ttl_s: float = 900.0
     """How long an ended stream stays readable."""
     max_log_bytes: int = 16 << 20
+    max_kept_bytes: int = DEFAULT_MAX_KEPT_MIB << 20
+    """Bytes of frames all kept logs may hold together; past it the oldest ended streams are forgotten
+    first (running ones are never cut: each is bounded by ``max_log_bytes``)."""
     max_connections: int = 1024
     max_connections_per_stream: int = 64
     send_timeout_s: float = 15.0
@@ -67,7 +71,13 @@ class ServeSettings:
                 f"binding to {self.host!r} exposes the server to other machines: "
                 "set an access token (RILLET_SERVE_TOKEN or --token-file), or bind to 127.0.0.1"
             )
-        for name in ("max_body_bytes", "max_running_streams", "max_streams", "max_log_bytes"):
+        for name in (
+            "max_body_bytes",
+            "max_running_streams",
+            "max_streams",
+            "max_log_bytes",
+            "max_kept_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_connections < 1 or self.max_connections_per_stream < 1:

@@ -28,7 +28,7 @@ from pipeline.scale.metrics import ReplicaMetrics
 from pipeline.scale.settings import RedisConfig, read_scale_config
 from pipeline.serve._replica import open_replica
 from pipeline.serve._server import open_server
-from pipeline.serve._settings import ServeSettings
+from pipeline.serve._settings import DEFAULT_MAX_KEPT_MIB, ServeSettings
 from pipeline.sink import SinkSpec
 from pipeline.stages import StageFactory
 from sinks._server import MetricsServer
@@ -58,6 +58,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a page origin allowed to call the API",
     )
     serve.add_argument(
+        "--max-kept-mib",
+        type=int,
+        default=DEFAULT_MAX_KEPT_MIB,
+        metavar="MIB",
+        help=f"MiB kept streams' logs may hold; the oldest ended go first (default: {DEFAULT_MAX_KEPT_MIB})",
+    )
+    serve.add_argument(
         "--redis",
         metavar="URL",
         help="serve jobs from this Redis as a replica (wins over the config's [redis] url)",
@@ -84,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         redis = (redis or RedisConfig()).model_copy(update={"url": args.redis})
     if args.metrics_port is not None and redis is None:
         raise ConfigError("--metrics-port: only a replica (--redis URL) serves /metrics")
+    if args.max_kept_mib < 1:
+        raise ConfigError(f"--max-kept-mib must be at least 1, got {args.max_kept_mib}")
     settings = ServeSettings(
         host=args.host,
         port=args.port,
@@ -92,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         model=config.request.model,
         max_tokens=config.request.max_tokens,
+        max_kept_bytes=args.max_kept_mib << 20,
     )
     if redis is not None:
         return anyio.run(replica_until_stopped, settings, redis, args.metrics_port)

@@ -140,7 +140,11 @@ async def test_stop_through_a_replica_ends_the_running_job_and_keeps_its_text(
     assert ends(entries)[0]["outcome"] == "cancelled"
     assert ends(entries)[0]["error"] == "stopped from the browser"
     assert (fields["outcome"], fields["cancel"]) == ("cancelled", "stopped from the browser")
-    assert (out_dir / f"{job_id}.md").read_text(encoding="utf-8") == text
+    marker = (
+        "\n\n<!-- rillet: incomplete -->\n> **Incomplete report:** the stream ended with outcome "
+        f"'cancelled': stopped from the browser, after {len(text):,} characters.\n"
+    )
+    assert (out_dir / f"{job_id}.md").read_text(encoding="utf-8") == text + marker
     assert reader.text() == text
     assert reader.named("end")[0].data == entries[-1].frame.data.decode()
     assert (state["state"], state["outcome"], state["text"]) == ("ended", "cancelled", text)

@@ -314,9 +314,10 @@ async def test_unwritable_folder_fails_on_enter_chained(tmp_path: Path) -> None:
 @pytest.mark.anyio
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 async def test_full_disk_fails_chained_and_releases(tmp_path: Path) -> None:
-    """A full disk (``/dev/full`` behind the ``.part`` name) raises a SinkError chained to ENOSPC."""
+    """A full disk (``/dev/full`` behind the ``.part`` name) raises a SinkError chained to ENOSPC at the
+    first batch, which is flushed as it is written."""
     (tmp_path / "report.md.part").symlink_to("/dev/full")
-    with pytest.raises(SinkError, match="cannot finish") as caught:
+    with pytest.raises(SinkError, match="cannot write") as caught:
         await write_all(FileSink(tmp_path / "report.md", mode="text"), sample_items("s1")[:-1])
     assert isinstance(caught.value.__cause__, OSError)
     assert caught.value.__cause__.errno == errno.ENOSPC
@@ -345,7 +346,7 @@ class CountingExecutor(ThreadPoolExecutor):
 
 @pytest.mark.parametrize("mode", ["text", "jsonl"])
 def test_one_thread_hop_per_batch(mode: Any, tmp_path: Path) -> None:
-    """A batch of 500 items costs one aiofiles call (a write), counted at the executor, not by the sink.
+    """A batch of 500 items costs one thread hop (a write and its flush), counted at the executor.
 
     A fresh event loop (``anyio.run``) gets the counting executor, so no other test shares it.
     """
@@ -363,14 +364,14 @@ def test_one_thread_hop_per_batch(mode: Any, tmp_path: Path) -> None:
         return hops
 
     hops = anyio.run(main, backend="asyncio")
-    assert hops[:2] == [["write"], ["write"]]
+    assert hops[:2] == [["_write_through"], ["_write_through"]]
     finish = ["flush", "fsync", "close", "replace"]
     if mode == "text":  # the end adds no text, and finishes the stream's file at once
         assert hops[2] == finish
-        assert executor.calls == ["open", "write", "write", *finish]
+        assert executor.calls == ["_open_destination", *["_write_through"] * 2, *finish]
     else:  # the end is a line, and the shared log is finished at close
-        assert hops[2] == ["write"]
-        assert executor.calls == ["open", "write", "write", "write", *finish]
+        assert hops[2] == ["_write_through"]
+        assert executor.calls == ["_open_destination", *["_write_through"] * 3, *finish]
 
 
 @pytest.mark.anyio

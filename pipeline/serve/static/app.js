@@ -142,6 +142,12 @@
       });
     },
     end(data) {
+      if (data.outcome === "shutdown") {
+        // The server is stopping, not the stream: EventSource reconnects with its Last-Event-ID
+        // (to another replica, or to this server once back) and gets the stream's real end.
+        view.note = "the server is shutting down; reconnecting…";
+        return;
+      }
       view.ended = true;
       view.outcome = data.outcome;
       if (data.error) view.outcome += ` (${data.error})`;
