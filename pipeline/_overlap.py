@@ -16,11 +16,13 @@ A *continue* turn's answer often restates the end of the partial first. Both sid
    not start with whitespace and the overlap starts a word of the tail, ends a word or a
    punctuation mark of the head, and holds a word char or two marks, or one the head repeats
    (``…stored in`` + ``in memory``, ``…I'`` + ``I'll``, ``…\n- **`` + ``- **Title**``, ``…\n#``
-   + ``## Title``). A seamless continuation of a whole
-   word starts with a space, and one of a cut word continues it, so ``…the plugin`` + ``in
-   production``, ``…a`` + ``ardvark`` and a table's ``|`` + ``| next row`` are kept. A restated cut
-   word shorter than 16 chars (``…the conf`` + ``configuration``) is kept too: rare, and the
-   alternative would cut real words such as ``aardvark``;
+   + ``## Title``), or a cut word of at least :data:`CUT_WORD_CHARS` chars restated whole
+   (``…the conf`` + ``configuration``, ``…after the rema`` + ``after the remarkable``). A
+   seamless continuation of a whole word starts with a space, and one of a cut word continues
+   it, so ``…the plugin`` + ``in production``, ``…a`` + ``ardvark`` and a table's ``|`` + ``| next
+   row`` are kept. Models stream sub-word tokens, so a drop cuts a word more often than not, and
+   a restatement then begins by repeating the cut word; a seamless continuation that repeats
+   the cut word's last three or more letters (``…mur`` + ``mur``) is what would be lost instead;
 2. just after an occurrence, in the held head, of the sent text's last 48 (then 32) folded chars,
    provided the head before it is explained: it agrees with the sent text backwards from there
    up to at most 100 unexplained chars (a preamble). This finds a restated passage after a
@@ -41,6 +43,10 @@ ANCHORS = (48, 32)
 
 MIN_OVERLAP = 16
 """A suffix/prefix overlap this long is a restatement whatever the word boundaries."""
+
+CUT_WORD_CHARS = 3
+"""A cut word ending the sent text that the head repeats at least this much of is being restated:
+below it, ``…a`` + ``ardvark`` is a seamless continuation of "aardvark"."""
 
 PREAMBLE_CHARS = 100
 """Head chars before an anchor that need not agree with the sent text (a preamble: "Sure, continuing
@@ -140,20 +146,33 @@ def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
 
 
 def _whole_words(tail: str, head: str, size: int) -> bool:
-    """The overlap starts a word of the tail, ends a word or a mark of the head, and is not a lone mark.
+    """The overlap starts a word of the tail, ends a word or a mark of the head (or restates the
+    tail's cut last word, :data:`CUT_WORD_CHARS` or more), and is not a lone mark.
 
     A lone mark counts only when the head repeats it (``…\n\n#`` + ``## Title``: the heading
     marker restated whole); ``…\n\n#`` + ``# Title`` and a table's ``|`` + ``| row`` are seamless.
     """
     overlap = head[:size]
     starts_word = size == len(tail) or tail[-size - 1] == " "
-    ends_word = size == len(head) or not _wordish(head[size]) or not _wordish(head[size - 1])
+    ends_word = (
+        size == len(head)
+        or not _wordish(head[size])
+        or not _wordish(head[size - 1])
+        or _last_word_chars(overlap) >= CUT_WORD_CHARS
+    )
     substantial = (
         any(map(_wordish, overlap))
         or len(overlap.replace(" ", "")) >= 2
         or (size < len(head) and head[size] == overlap[-1])
     )
     return starts_word and ends_word and substantial
+
+
+def _last_word_chars(text: str) -> int:
+    n = 0
+    while n < len(text) and _wordish(text[-1 - n]):
+        n += 1
+    return n
 
 
 def _wordish(char: str) -> bool:

@@ -70,6 +70,11 @@ def test_reference_cases(sent: str, head: str, expected: str) -> None:
             "Ellipses are common in", " in-house style.", " in-house style.", id="doubled-word-kept"
         ),
         pytest.param("He saw a", "ardvark.", "ardvark.", id="cut-word-not-trimmed"),
+        pytest.param("after the rema", "remarkable floods", "rkable floods", id="restated-cut-word"),
+        pytest.param(
+            "We saw the rema", "the remarkable floods", "rkable floods", id="restated-words-and-cut-word"
+        ),
+        pytest.param("The data is stored in", "inner pages.", "inner pages.", id="short-cut-word-kept"),
         pytest.param("I'", "I'll look that up.", "ll look that up.", id="restated-cut-at-punctuation"),
         pytest.param("the river ", "the river\n\nThe next", "\n\nThe next", id="restated-then-break"),
         pytest.param(
