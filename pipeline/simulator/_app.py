@@ -443,7 +443,7 @@ class CountTokensEndpoint:
     def __init__(self, state: SimState) -> None:
         self.state = state
 
-    async def __call__(self, request: Request) -> Response:
+    async def answer(self, request: Request) -> Response:
         headers = dict(request.headers)
         try:
             _check_auth(headers, self.state.settings)
@@ -500,7 +500,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/messages", MessagesEndpoint(state), methods=["POST"]),
-            Route("/v1/messages/count_tokens", CountTokensEndpoint(state), methods=["POST"]),
+            Route("/v1/messages/count_tokens", CountTokensEndpoint(state).answer, methods=["POST"]),
             Route("/_sim/requests", requests, methods=["GET"]),
             Route("/_sim/requests/{request_id}", truth, methods=["GET"]),
         ],

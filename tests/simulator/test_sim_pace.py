@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -11,6 +12,7 @@ from sim_helpers import body
 from pipeline.simulator import PRESETS, SimulatorSettings, count_tokens, open_simulator, reference_text
 from pipeline.simulator._text import TOKEN_RE
 from pipeline.simulator._topic import title_case, topic_of
+from pipeline.stages.cost import CostSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -103,3 +105,11 @@ async def test_a_faster_setting_is_kept_to_as_well() -> None:
     sent = [e["sent_ns"] for e in truth["events"] if e["type"] == "content_block_delta"]
     rate = (message.usage.output_tokens - count_tokens(first[0])) / ((sent[-1] - sent[0]) / 1e9)
     assert abs(rate - 400.0) <= 40.0
+
+
+def test_the_status_lines_estimate_agrees_with_the_count() -> None:
+    """The live token count (the cost stage's, at 4 characters a token) lands within 10 % of what
+    the simulator bills: a 400-token report no longer shows as 528."""
+    text = reference_text(body(400))
+    estimate = math.ceil(len(text) / CostSettings().chars_per_token)
+    assert abs(estimate - 400) <= 40
