@@ -86,6 +86,9 @@ def test_an_unknown_simulator_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.stderr == (
         "rillet: error: --simulator: unknown simulator 'slow'; expected one of claude, fast\n"
     )
+    served = rillet("serve", "--port", "0", "--simulator", "slow", cwd=tmp_path)
+    assert served.returncode == 2
+    assert served.stderr == done.stderr
     done = rillet("run", cwd=tmp_path, env={"RILLET_SIMULATOR": "slow"})
     assert done.returncode == 2
     assert done.stderr.startswith("rillet: error: RILLET_SIMULATOR: unknown simulator 'slow'")
