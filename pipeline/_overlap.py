@@ -28,7 +28,12 @@ A *continue* turn's answer often restates the end of the partial first. Both sid
    up to at most 100 unexplained chars (a preamble). This finds a restated passage after a
    preamble (``Sure, continuing: …the p99 dropped after the conf`` + ``iguration…``) and a full
    restart, but not the same 32-char phrase recurring further on, which templated prose does;
-3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
+3. when the head is all the attempt will send (``final``: its block stopped, or it failed) and
+   is a run of at least 16 folded chars that the sent text holds, starting a word, and ending in
+   its last 100 chars: after all of it. A restatement that ran out of ``max_tokens`` (or was cut
+   off) before it reached the new text is neither a suffix of the sent text nor long enough to
+   hold an anchor (``…throughout the province`` + ``of the instruments throughout the provi``);
+4. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
 
 Before that, a fence line reopening the code block the sent text is inside, and a restated
 table header with its separator row, are dropped.
@@ -97,16 +102,21 @@ def drop_repeated(sent: str, text: str) -> tuple[str, str]:
     return "", text[n:]
 
 
-def restated_end(sent: str, head: str) -> int:
-    """Offset in ``head`` (a continue turn's first chars) where the text after ``sent`` starts."""
+def restated_end(sent: str, head: str, *, final: bool = False) -> int:
+    """Offset in ``head`` (a continue turn's first chars) where the text after ``sent`` starts;
+    ``final``: the head is all the attempt will send."""
     start = _markup_restated(sent, head)
-    return start + _text_restated(sent.rstrip(), head[start:])
+    return start + _text_restated(sent.rstrip(), head[start:], final=final)
 
 
-def _text_restated(sent: str, head: str) -> int:
+def _text_restated(sent: str, head: str, *, final: bool = False) -> int:
     tail, _ = fold(sent[-TAIL_CHARS:])
     folded, index = fold(head)
-    end = _overlap_end(tail, folded, short_ok=not head[:1].isspace()) or _anchor_end(tail, folded)
+    end = (
+        _overlap_end(tail, folded, short_ok=not head[:1].isspace())
+        or _anchor_end(tail, folded)
+        or (_cut_short(tail, folded) if final else 0)
+    )
     if end == 0:
         return 0
     return index[end] if end < len(folded) else len(head)
@@ -123,6 +133,16 @@ def _anchor_end(tail: str, head: str) -> int:
                 return end
             found = head.find(tail[-size:], found + 1)
     return 0
+
+
+def _cut_short(tail: str, head: str) -> int:
+    """All of ``head`` if it is a restatement of the tail's end that stopped short, else 0."""
+    if len(head) < MIN_OVERLAP or head[0] == " ":
+        return 0
+    found = tail.rfind(head, max(0, len(tail) - len(head) - PREAMBLE_CHARS))
+    if found < 0 or (found > 0 and tail[found - 1] != " "):
+        return 0
+    return len(head)
 
 
 def _agreeing(a: str, b: str) -> int:

@@ -90,6 +90,17 @@ def test_short_words(sent: str, head: str, expected: str) -> None:
     assert continued(sent, head) == expected
 
 
+def test_a_restatement_cut_short_is_dropped_when_it_is_all_there_is() -> None:
+    """A continuation whose ``max_tokens`` ran out mid-restatement adds nothing; while more may
+    come, the same head is kept (it could still turn out to be new text)."""
+    sent = "The surveys were steady. Most of the instruments throughout the province"
+    head = "of the instruments throughout the provi"
+    assert restated_end(sent, head, final=True) == len(head)
+    assert restated_end(sent, head) == 0
+    assert restated_end(sent, " recorded the broad boundaries.", final=True) == 0
+    assert restated_end(sent, "the instru", final=True) == 0  # too short to tell
+
+
 def test_a_phrase_recurring_later_is_not_an_anchor() -> None:
     """Templated prose repeats 32-char phrases: an anchor must be explained by what precedes it."""
     sent = "The harvests shaped the mills. Historians still debate whether"
