@@ -7,6 +7,7 @@ drop a few tokens short or long of the uninterrupted report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -52,3 +53,19 @@ async def test_the_estimate_stands_in_when_counting_fails(
     assert [a.strategy for a in run.attempts] == ["initial", "prefill"]
     (record,) = caplog.records
     assert "estimated at 4 chars a token, as counting failed (OverloadedError)" in record.getMessage()
+
+
+async def test_a_restatement_that_spends_the_budget_is_not_repeated(
+    client: AsyncAnthropic, tmp_path: Path
+) -> None:
+    """A continue turn restates the partial's last words first, and they are billed: after a late
+    drop the budget may run out before, or in the middle of, the restatement. What it restated is
+    dropped all the same, so the report is the uninterrupted one's beginning, never a repeat."""
+    rng = random.Random(1)
+    for seed in range(20):
+        case = late_drop(MODELS[1], f"Report on canals {seed}.", rng)
+        case = dataclasses.replace(case, overlap_words=None)  # the model's own seeded restatement
+        run = await run_case(client, case, tmp_path, seed=seed)
+        reference = case.reference()["text"]
+        assert run.result.outcome == "completed", run.result.error
+        assert reference.startswith(run.text), case
