@@ -191,7 +191,8 @@ async def report(
 
 
 def first_resumed_token_ns(entries: list[Any], truths: dict[str, dict[str, Any]]) -> int | None:
-    """When the simulator sent the first text delta of the first request made under epoch 2.
+    """When the simulator sent the first text delta of the first request made under epoch 2 or
+    later that sent one (on a loaded machine a request can be cut before it: its worker lost the job).
 
     None when there was none: the log already held the model's ``stop_reason`` (killed between
     the last append and the ``end``), so the new owner only finished the job.
@@ -199,7 +200,9 @@ def first_resumed_token_ns(entries: list[Any], truths: dict[str, dict[str, Any]]
     for entry in entries:
         if entry.epoch >= 2 and entry.frame.event == "rillet.headers":
             truth = truths[json.loads(entry.frame.data)["request_id"]]
-            return min(e["sent_ns"] for e in truth["events"] if e["type"] == "content_block_delta")
+            sent = [e["sent_ns"] for e in truth["events"] if e["type"] == "content_block_delta"]
+            if sent:  # else that request was cut before its first delta (its worker lost the job)
+                return min(sent)
     return None
 
 

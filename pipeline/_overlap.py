@@ -16,17 +16,24 @@ A *continue* turn's answer often restates the end of the partial first. Both sid
    not start with whitespace and the overlap starts a word of the tail, ends a word or a
    punctuation mark of the head, and holds a word char or two marks, or one the head repeats
    (``…stored in`` + ``in memory``, ``…I'`` + ``I'll``, ``…\n- **`` + ``- **Title**``, ``…\n#``
-   + ``## Title``). A seamless continuation of a whole
-   word starts with a space, and one of a cut word continues it, so ``…the plugin`` + ``in
-   production``, ``…a`` + ``ardvark`` and a table's ``|`` + ``| next row`` are kept. A restated cut
-   word shorter than 16 chars (``…the conf`` + ``configuration``) is kept too: rare, and the
-   alternative would cut real words such as ``aardvark``;
+   + ``## Title``), or a cut word of at least :data:`CUT_WORD_CHARS` chars restated whole
+   (``…the conf`` + ``configuration``, ``…after the rema`` + ``after the remarkable``). A
+   seamless continuation of a whole word starts with a space, and one of a cut word continues
+   it, so ``…the plugin`` + ``in production``, ``…a`` + ``ardvark`` and a table's ``|`` + ``| next
+   row`` are kept. Models stream sub-word tokens, so a drop cuts a word more often than not, and
+   a restatement then begins by repeating the cut word; a seamless continuation that repeats
+   the cut word's last three or more letters (``…mur`` + ``mur``) is what would be lost instead;
 2. just after an occurrence, in the held head, of the sent text's last 48 (then 32) folded chars,
    provided the head before it is explained: it agrees with the sent text backwards from there
    up to at most 100 unexplained chars (a preamble). This finds a restated passage after a
    preamble (``Sure, continuing: …the p99 dropped after the conf`` + ``iguration…``) and a full
    restart, but not the same 32-char phrase recurring further on, which templated prose does;
-3. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
+3. when the head is all the attempt will send (``final``: its block stopped, or it failed) and
+   is a run of at least 16 folded chars that the sent text holds, starting a word, and ending in
+   its last 100 chars: after all of it. A restatement that ran out of ``max_tokens`` (or was cut
+   off) before it reached the new text is neither a suffix of the sent text nor long enough to
+   hold an anchor (``…throughout the province`` + ``of the instruments throughout the provi``);
+4. otherwise nowhere: a reworded restart cannot be found by string matching and is kept whole.
 
 Before that, a fence line reopening the code block the sent text is inside, and a restated
 table header with its separator row, are dropped.
@@ -41,6 +48,10 @@ ANCHORS = (48, 32)
 
 MIN_OVERLAP = 16
 """A suffix/prefix overlap this long is a restatement whatever the word boundaries."""
+
+CUT_WORD_CHARS = 3
+"""A cut word ending the sent text that the head repeats at least this much of is being restated:
+below it, ``…a`` + ``ardvark`` is a seamless continuation of "aardvark"."""
 
 PREAMBLE_CHARS = 100
 """Head chars before an anchor that need not agree with the sent text (a preamble: "Sure, continuing
@@ -91,16 +102,21 @@ def drop_repeated(sent: str, text: str) -> tuple[str, str]:
     return "", text[n:]
 
 
-def restated_end(sent: str, head: str) -> int:
-    """Offset in ``head`` (a continue turn's first chars) where the text after ``sent`` starts."""
+def restated_end(sent: str, head: str, *, final: bool = False) -> int:
+    """Offset in ``head`` (a continue turn's first chars) where the text after ``sent`` starts;
+    ``final``: the head is all the attempt will send."""
     start = _markup_restated(sent, head)
-    return start + _text_restated(sent.rstrip(), head[start:])
+    return start + _text_restated(sent.rstrip(), head[start:], final=final)
 
 
-def _text_restated(sent: str, head: str) -> int:
+def _text_restated(sent: str, head: str, *, final: bool = False) -> int:
     tail, _ = fold(sent[-TAIL_CHARS:])
     folded, index = fold(head)
-    end = _overlap_end(tail, folded, short_ok=not head[:1].isspace()) or _anchor_end(tail, folded)
+    end = (
+        _overlap_end(tail, folded, short_ok=not head[:1].isspace())
+        or _anchor_end(tail, folded)
+        or (_cut_short(tail, folded) if final else 0)
+    )
     if end == 0:
         return 0
     return index[end] if end < len(folded) else len(head)
@@ -117,6 +133,16 @@ def _anchor_end(tail: str, head: str) -> int:
                 return end
             found = head.find(tail[-size:], found + 1)
     return 0
+
+
+def _cut_short(tail: str, head: str) -> int:
+    """All of ``head`` if it is a restatement of the tail's end that stopped short, else 0."""
+    if len(head) < MIN_OVERLAP or head[0] == " ":
+        return 0
+    found = tail.rfind(head, max(0, len(tail) - len(head) - PREAMBLE_CHARS))
+    if found < 0 or (found > 0 and tail[found - 1] != " "):
+        return 0
+    return len(head)
 
 
 def _agreeing(a: str, b: str) -> int:
@@ -140,20 +166,33 @@ def _overlap_end(tail: str, head: str, *, short_ok: bool) -> int:
 
 
 def _whole_words(tail: str, head: str, size: int) -> bool:
-    """The overlap starts a word of the tail, ends a word or a mark of the head, and is not a lone mark.
+    """The overlap starts a word of the tail, ends a word or a mark of the head (or restates the
+    tail's cut last word, :data:`CUT_WORD_CHARS` or more), and is not a lone mark.
 
     A lone mark counts only when the head repeats it (``…\n\n#`` + ``## Title``: the heading
     marker restated whole); ``…\n\n#`` + ``# Title`` and a table's ``|`` + ``| row`` are seamless.
     """
     overlap = head[:size]
     starts_word = size == len(tail) or tail[-size - 1] == " "
-    ends_word = size == len(head) or not _wordish(head[size]) or not _wordish(head[size - 1])
+    ends_word = (
+        size == len(head)
+        or not _wordish(head[size])
+        or not _wordish(head[size - 1])
+        or _last_word_chars(overlap) >= CUT_WORD_CHARS
+    )
     substantial = (
         any(map(_wordish, overlap))
         or len(overlap.replace(" ", "")) >= 2
         or (size < len(head) and head[size] == overlap[-1])
     )
     return starts_word and ends_word and substantial
+
+
+def _last_word_chars(text: str) -> int:
+    n = 0
+    while n < len(text) and _wordish(text[-1 - n]):
+        n += 1
+    return n
 
 
 def _wordish(char: str) -> bool:

@@ -227,8 +227,8 @@ class _Join:
         return self._text(text, event)
 
     def flush(self) -> Sequence[Any]:
-        """Decides the cut on what is held so far and sends the rest."""
-        return self._text(self._cut(), None) if self.head is not None else ()
+        """The attempt sends no more text: decides the cut on what is held and sends the rest."""
+        return self._text(self._cut(final=True), None) if self.head is not None else ()
 
     def stop(self) -> Sequence[Any]:
         out = list(self.flush())
@@ -237,10 +237,10 @@ class _Join:
             out.append(self.stitcher.close())
         return out
 
-    def _cut(self) -> str:
+    def _cut(self, *, final: bool = False) -> str:
         head = "".join(self.head or ())
         self.head = None
-        return head[restated_end(self.sent, head) :]
+        return head[restated_end(self.sent, head, final=final) :]
 
     def _text(self, text: str, event: Any) -> Sequence[Any]:
         if self.repeated:

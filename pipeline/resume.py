@@ -17,6 +17,9 @@ text received so far is sent back and the model asked to carry on.
 - ``retry``: at most one word was sent (maybe a cut one, ``#`` of ``##``), too little to continue
   from, so the original request is sent again and what its answer repeats of that word dropped.
 
+A prefill or continue resume's ``max_tokens`` is the original's less the tokens of the text sent
+back: estimated here, then counted by the API (:func:`pipeline._budget.fit_budget`).
+
 ``auto`` picks ``prefill`` where the model accepts it, else ``continue``; which models accept it
 is guessed from the model id and learnt from the API's 400 (:class:`PrefillSupport`). A stream
 whose ``message_delta`` carried a ``stop_reason`` is complete and is never resumed.
@@ -24,13 +27,13 @@ whose ``message_delta`` carried a ``stop_reason`` is complete and is never resum
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict
 
+from pipeline._budget import estimated_tokens, remaining
 from pipeline.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:  # the SDK's types: a config that names resume settings need not load the SDK
@@ -72,7 +75,8 @@ class ResumeSettings:
     wait: bool = True
     """False removes the sleeping between attempts (tests); waits still count against the time."""
     chars_per_token: float = 4.0
-    """Turns the text already received into the output tokens a resume's ``max_tokens`` loses."""
+    """Turns the text already received into the output tokens a resume's ``max_tokens`` loses,
+    when the API cannot count them (:mod:`pipeline._budget`)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "prefill", "continue", "restart", "off"):
@@ -135,6 +139,8 @@ class Plan:
     reason: str
     request: dict[str, Any]
     join: Join | None = None
+    blocks: tuple[str, ...] = ()
+    """A prefill or continue resume: the text blocks sent back, whose tokens its budget loses."""
 
 
 def plan_resume(
@@ -167,10 +173,11 @@ def plan_resume(
         return Plan("restart", failure.reason, request)
     if settings.mode == "restart":
         return Plan("restart", failure.reason, request)
-    max_tokens = _remaining(request, blocks, settings.chars_per_token)
+    max_tokens = remaining(request, estimated_tokens(blocks, settings.chars_per_token))
+    sent = tuple(blocks)
     if settings.mode == "prefill" or (settings.mode == "auto" and support.accepts(model)):
-        return Plan("prefill", failure.reason, prefill_request(request, blocks, max_tokens), "prefill")
-    return Plan("continue", failure.reason, continue_request(request, blocks, max_tokens), "continue")
+        return Plan("prefill", failure.reason, prefill_request(request, blocks, max_tokens), "prefill", sent)
+    return Plan("continue", failure.reason, continue_request(request, blocks, max_tokens), "continue", sent)
 
 
 def prefill_request(request: dict[str, Any], blocks: list[str], max_tokens: int) -> dict[str, Any]:
@@ -189,12 +196,6 @@ def _assistant(blocks: list[str]) -> dict[str, Any]:
     content = [{"type": "text", "text": text} for text in blocks[:-1]]
     content.append({"type": "text", "text": blocks[-1].rstrip()})
     return {"role": "assistant", "content": content}
-
-
-def _remaining(request: dict[str, Any], blocks: list[str], chars_per_token: float) -> int:
-    """``max_tokens`` of a resume: the original less the output already produced (estimated)."""
-    produced = math.ceil(sum(map(len, blocks)) / chars_per_token)
-    return max(1, int(request["max_tokens"]) - produced)
 
 
 def _thinking(request: dict[str, Any]) -> bool:

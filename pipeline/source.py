@@ -25,8 +25,9 @@ from anthropic import AsyncAnthropic
 from anthropic.types import RawMessageStopEvent
 from anyio.streams.memory import MemoryObjectSendStream
 
+from pipeline._budget import fit_budget
 from pipeline._failure import INCOMPLETE, Failure, classify, describe, error_type_of, stalled
-from pipeline._stitch import Stitcher
+from pipeline._stitch import Stitcher, Transcript
 from pipeline.backoff import Retries
 from pipeline.client import arrival, sent_ns
 from pipeline.errors import SourceError
@@ -105,7 +106,7 @@ class Source:
                     break
                 if not failure.retryable:
                     raise SourceError(failure.message, failure.reason)
-                plan = plan_resume(self._request, transcript, failure, settings, self._support)
+                plan = await self._resume(transcript, failure)
                 made = self.attempts - first
                 delay = retries.delay(made, retry_after=failure.retry_after, slow=failure.slow)
                 if failure.prefill_rejected and delay is not None:
@@ -127,7 +128,12 @@ class Source:
                 await send.send(Item(self._stream_id, out, now, attempt))
         if stitcher.transcript.stop_reason is not None:
             return None
-        return plan_resume(self._request, stitcher.transcript, CONTINUED, self.settings, self._support)
+        return await self._resume(stitcher.transcript, CONTINUED)
+
+    async def _resume(self, transcript: Transcript, failure: Failure) -> Plan:
+        """The attempt after ``failure``, its budget counted by the API (:mod:`pipeline._budget`)."""
+        plan = plan_resume(self._request, transcript, failure, self.settings, self._support)
+        return await fit_budget(self._client, plan, self._request, self.settings.chars_per_token)
 
     async def _attempt(
         self, send: MemoryObjectSendStream[Item], stitcher: Stitcher, plan: Plan

@@ -13,6 +13,10 @@ from typing import TextIO
 
 import pytest
 
+os.environ["RILLET_SIMULATOR"] = "fast"
+"""The embedded simulator's realistic pace would make the suite take hours: every test, and every
+process a test starts, gets the full-speed one unless it asks otherwise."""
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "sse"

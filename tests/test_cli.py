@@ -53,6 +53,47 @@ def test_run_writes_the_whole_report_from_the_simulator(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_run_without_a_key_streams_at_claudes_pace(tmp_path: Path) -> None:
+    """The default embedded simulator is the realistic one: TTFT of at least half a second (the
+    preset's 750 ms less its 30 % jitter; the simulator never sends early), and the report is on
+    the prompt's topic. ``--simulator fast`` and ``RILLET_SIMULATOR=fast`` are the full-speed one."""
+    env = {k: v for k, v in os.environ.items() if k != "RILLET_SIMULATOR"}
+    done = subprocess.run(
+        [*RILLET, "run", "--prompt", "A history of canals", "--max-tokens", "40"],
+        cwd=tmp_path,
+        env={k: v for k, v in env.items() if not k.startswith("ANTHROPIC_")},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "at Claude's pace, about 65 tokens/s" in lines[0]
+    ttft = float(lines[-1].split("TTFT ")[1].split(" s")[0])
+    assert ttft >= 0.5
+    assert done.stdout.startswith("# ")
+    assert "Canals" in done.stdout.splitlines()[0]
+    fast = rillet("run", "--prompt", "Canals", "--max-tokens", "40", "--simulator", "fast", cwd=tmp_path)
+    assert fast.returncode == 0
+    assert "at full speed" in fast.stderr.splitlines()[0]
+    assert "at full speed" in rillet("run", "--max-tokens", "40", cwd=tmp_path).stderr
+
+
+def test_an_unknown_simulator_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = rillet("run", "--simulator", "slow", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "rillet: error: --simulator: unknown simulator 'slow'; expected one of claude, fast\n"
+    )
+    served = rillet("serve", "--port", "0", "--simulator", "slow", cwd=tmp_path)
+    assert served.returncode == 2
+    assert served.stderr == done.stderr
+    done = rillet("run", cwd=tmp_path, env={"RILLET_SIMULATOR": "slow"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("rillet: error: RILLET_SIMULATOR: unknown simulator 'slow'")
+
+
 def test_run_uses_the_config_file(tmp_path: Path) -> None:
     """A config's prompt file (relative to the config) and sinks are honoured; --out overrides the path."""
     (tmp_path / "prompt.md").write_text("Rivers and their deltas.", encoding="utf-8")

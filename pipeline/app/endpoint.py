@@ -3,18 +3,24 @@
 Read from the environment here, at the edge, and nowhere deeper: ``ANTHROPIC_API_KEY`` (or
 ``ANTHROPIC_AUTH_TOKEN``) and ``ANTHROPIC_BASE_URL``. With neither a key nor a base URL, a fresh
 machine still works: the simulator starts in-process on a free loopback port, and one line on
-stderr says so.
+stderr says so. It streams at Claude's pace unless ``--simulator fast`` or ``RILLET_SIMULATOR=fast``
+asks for full speed (see :data:`pipeline.simulator.PRESETS`).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from pipeline.simulator import SimulatorSettings, open_simulator
+from pipeline.errors import ConfigError
+from pipeline.simulator import PRESETS, SimulatorSettings, open_simulator
+
+SIMULATOR_ENV = "RILLET_SIMULATOR"
+DEFAULT_SIMULATOR = "claude"
 
 SIMULATOR_KEY = "rillet-simulator"
 """Sent to the embedded simulator, which only checks that a credential is present."""
@@ -32,20 +38,51 @@ class Endpoint:
         return f"Endpoint(base_url={self.base_url!r}, simulated={self.simulated})"
 
 
+def simulator_preset(name: str | None = None) -> SimulatorSettings:
+    """The embedded simulator's settings: ``--simulator NAME``, else ``$RILLET_SIMULATOR``, else claude."""
+    chosen = name or os.environ.get(SIMULATOR_ENV) or DEFAULT_SIMULATOR
+    if chosen not in PRESETS:
+        where = "--simulator" if name else SIMULATOR_ENV
+        raise ConfigError(f"{where}: unknown simulator {chosen!r}; expected one of {', '.join(PRESETS)}")
+    return PRESETS[chosen]
+
+
+def add_simulator_argument(parser: argparse.ArgumentParser) -> None:
+    """``--simulator``, shared by ``run`` and ``serve``; checked where it is used (exit 2)."""
+    parser.add_argument(
+        "--simulator",
+        metavar="PACE",
+        help="without an API key: 'claude' (default: its pace and report length) or 'fast' "
+        "(full speed); or set RILLET_SIMULATOR",
+    )
+
+
+def _pace(settings: SimulatorSettings) -> str:
+    if settings.tokens_per_s <= 0:
+        return "at full speed"
+    return (
+        f"at Claude's pace, about {settings.tokens_per_s:g} tokens/s (--simulator fast or "
+        f"{SIMULATOR_ENV}=fast for full speed)"
+    )
+
+
 @asynccontextmanager
 async def open_endpoint(
     base_url: str | None = None, *, simulator: SimulatorSettings | None = None
 ) -> AsyncIterator[Endpoint]:
-    """The configured endpoint, or a simulator running for the duration of the block."""
+    """The configured endpoint, or a simulator running for the duration of the block.
+
+    ``simulator``: the simulator's settings (default: :func:`simulator_preset`'s)."""
     api_key = os.environ.get("ANTHROPIC_API_KEY") or None
     base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
     if api_key or os.environ.get("ANTHROPIC_AUTH_TOKEN") or base_url:
         yield Endpoint(base_url, api_key, simulated=False)
         return
-    async with open_simulator(simulator or SimulatorSettings()) as sim:
+    settings = simulator or simulator_preset()
+    async with open_simulator(settings) as sim:
         print(
             "rillet: no ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL set: "
-            f"using the built-in simulator at {sim.base_url}",
+            f"using the built-in simulator at {sim.base_url}, {_pace(settings)}",
             file=sys.stderr,
         )
         yield Endpoint(sim.base_url, SIMULATOR_KEY, simulated=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from pipeline.app.endpoint import add_simulator_argument
 from pipeline.config import RunConfig, load_config
 from pipeline.jobs import interrupts
 
@@ -21,6 +22,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--max-tokens", type=int, help="the output token budget")
     run.add_argument("--out", type=Path, help="where the report goes (the file sink's path)")
     run.add_argument("--verbose", action="store_true", help="print stream metadata on stderr")
+    add_simulator_argument(run)
     run.set_defaults(func=_run)
 
     rep = commands.add_parser("replay")
@@ -35,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = with_overrides(load_config(args.config), args)
     interrupts.start_run()
-    return anyio.run(lambda: run_report(config, verbose=args.verbose))
+    return anyio.run(lambda: run_report(config, verbose=args.verbose, simulator=args.simulator))
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import sys
 import time
 
 from pipeline.app.build import build_request, build_sinks, build_stages
-from pipeline.app.endpoint import open_endpoint
+from pipeline.app.endpoint import open_endpoint, simulator_preset
 from pipeline.app.summary import summary_line
 from pipeline.client import make_client
 from pipeline.config import RunConfig
@@ -24,11 +24,13 @@ SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 OUTCOME_EXIT = {"completed": 0, "error": 1, "aborted_repetition": 3, "cancelled": 130}
 
 
-async def run_report(config: RunConfig, *, verbose: bool = False) -> int:
-    """Runs the job and returns the process exit status."""
+async def run_report(config: RunConfig, *, verbose: bool = False, simulator: str | None = None) -> int:
+    """Runs the job and returns the process exit status; ``simulator`` names the embedded
+    simulator's preset, used when no API is configured."""
+    simulated = simulator_preset(simulator)
     request = build_request(config.request)
     started = time.perf_counter()
-    async with open_endpoint(config.api.base_url) as endpoint:
+    async with open_endpoint(config.api.base_url, simulator=simulated) as endpoint:
         client = make_client(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,

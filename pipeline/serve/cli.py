@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 from pipeline.app.build import build_stages
-from pipeline.app.endpoint import open_endpoint
+from pipeline.app.endpoint import add_simulator_argument, open_endpoint, simulator_preset
 from pipeline.client import make_client
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
@@ -29,6 +29,7 @@ from pipeline.scale.settings import RedisConfig, read_scale_config
 from pipeline.serve._replica import open_replica
 from pipeline.serve._server import open_server
 from pipeline.serve._settings import DEFAULT_MAX_KEPT_MIB, ServeSettings
+from pipeline.simulator import SimulatorSettings
 from pipeline.sink import SinkSpec
 from pipeline.stages import StageFactory
 from sinks._server import MetricsServer
@@ -72,6 +73,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--metrics-port", type=int, help="a replica serves /metrics on this port (0: a free one)"
     )
+    add_simulator_argument(serve)
     serve.set_defaults(func=run)
 
 
@@ -105,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if redis is not None:
         return anyio.run(replica_until_stopped, settings, redis, args.metrics_port)
-    return anyio.run(lambda: serve_until_stopped(settings, config, stages=build_stages(config)))
+    simulator = simulator_preset(args.simulator)
+    return anyio.run(
+        lambda: serve_until_stopped(settings, config, stages=build_stages(config), simulator=simulator)
+    )
 
 
 async def replica_until_stopped(settings: ServeSettings, redis: RedisConfig, metrics_port: int | None) -> int:
@@ -139,10 +144,13 @@ async def serve_until_stopped(
     *,
     stages: Sequence[StageFactory],
     sinks: Sequence[SinkSpec] = (),
+    simulator: SimulatorSettings | None = None,
 ) -> int:
-    """Serves until SIGINT or SIGTERM; running streams are then cancelled and every sink flushes."""
+    """Serves until SIGINT or SIGTERM; running streams are then cancelled and every sink flushes.
+
+    ``simulator``: the embedded simulator's settings when no API is configured."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_endpoint(config.api.base_url) as endpoint:
+        async with open_endpoint(config.api.base_url, simulator=simulator) as endpoint:
             settings = dataclasses.replace(settings, simulated=endpoint.simulated)
             client = make_client(
                 api_key=endpoint.api_key,

@@ -13,6 +13,11 @@ Per-request headers (all optional; a bad value is a 400):
 - ``x-rillet-overlap-words: N`` forces the continue-mode overlap (0 to 12 words).
 - ``x-rillet-ttft-ms: F`` and ``x-rillet-tokens-per-s: F`` override the timing settings.
 
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}``, the ``input_tokens`` a
+``/v1/messages`` request with the same body would be billed (the same tokenizer, see ``_text``);
+``x-rillet-count-fail: 1`` makes it answer 529 ``overloaded_error`` instead, so a client's fallback
+can be tested.
+
 A drop sends the first half of the next event's bytes as a body chunk and returns without
 finishing the response; uvicorn then closes the connection, so the client reads an unterminated
 chunked body ("incomplete chunked read"): a transport error, never a clean end of stream.
@@ -432,6 +437,33 @@ async def _watch_disconnect(receive: Receive, rec: RequestRecord, scope: anyio.C
             return
 
 
+class CountTokensEndpoint:
+    """``POST /v1/messages/count_tokens``: free, and counted as ``/v1/messages`` bills input."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def answer(self, request: Request) -> Response:
+        headers = dict(request.headers)
+        try:
+            _check_auth(headers, self.state.settings)
+            if headers.get("x-rillet-count-fail", "").lower() in ("1", "true", "yes"):
+                raise _fault_error("unavailable", self.state.settings)
+            body = await request.body()
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = body  # parse_request answers the API's own message for it
+            if isinstance(parsed, dict):
+                parsed.setdefault("max_tokens", 1)  # not a field of this endpoint
+            counted = parse_request(parsed if isinstance(parsed, dict) else body)
+        except ApiError as exc:
+            response = _error_response(exc.status, exc.error_type, exc.message)
+            response.headers.update(exc.headers)
+            return response
+        return JSONResponse({"input_tokens": counted.input_tokens})
+
+
 def _error_response(status: int, error_type: str, message: str) -> Response:
     request_id = new_id("req_")
     return Response(
@@ -468,6 +500,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/messages", MessagesEndpoint(state), methods=["POST"]),
+            Route("/v1/messages/count_tokens", CountTokensEndpoint(state).answer, methods=["POST"]),
             Route("/_sim/requests", requests, methods=["GET"]),
             Route("/_sim/requests/{request_id}", truth, methods=["GET"]),
         ],

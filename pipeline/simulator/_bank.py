@@ -272,6 +272,24 @@ TITLES: tuple[str, ...] = (
     "The {Subject} and the {Adj} {Noun}",
 )
 
+TOPIC_TITLES: tuple[str, ...] = (
+    "{Topic}: A Report",
+    "A Report on {Topic}",
+    "Understanding {Topic}",
+    "{Topic}: A {Adj} History",
+)
+"""Titles for a prompt with a topic (``_topic``); ``{Topic}`` is its title case."""
+
+TOPIC_OPENINGS: tuple[str, ...] = (
+    "This report looks at {topic}, from its {adj} beginnings to the {noun} that depend on it today.",
+    "Any account of {topic} has to begin with the {noun} who recorded it {time}.",
+    "{Conn} {topic} is a subject where the {adj} {noun} matter as much as the large events.",
+    "The sections below take {topic} in turn: where it started, how the {noun} shaped it, and "
+    "what the {noun2} still tell us.",
+    "Writing about {topic} means weighing {adj} {noun} against the {noun2} that survive.",
+)
+"""First-paragraph sentences for a prompt with a topic; ``{topic}`` is the prompt's own words."""
+
 THINKING: tuple[str, ...] = (
     "The user wants a long report, so I should plan the sections first.",
     "Let me start with the origins of the {subject} and then move to the {noun}.",

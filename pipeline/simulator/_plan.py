@@ -26,6 +26,7 @@ from typing import Any, Literal
 from ._scenarios import SCENARIOS, Scenario
 from ._settings import SimulatorSettings
 from ._text import build_text, count_tokens, natural_tokens, take_tokens
+from ._topic import topic_of
 from ._validation import Message, ParsedRequest, parse_request
 
 CONTINUE_RE = re.compile(r"\b(?:continue|cut off|interrupted|left off|keep going)\b", re.IGNORECASE)
@@ -173,16 +174,17 @@ def build_plan(
 
     kind = scenario.text
     natural = natural_tokens(kind, seed, settings.report_tokens)
+    topic = next((topic_of(m.text) for m in prompt if m.role == "user"), "")
     prefix_matched: bool | None = None
     overlap_text = ""
     text = ""
     complete = True
     if budget > 0:
         if mode == "fresh":
-            built = build_text(kind, seed, budget, natural)
+            built = build_text(kind, seed, budget, natural, topic)
             text, complete = built.text, built.complete
         else:
-            full = build_text(kind, seed, count_tokens(partial) + budget + 64, natural)
+            full = build_text(kind, seed, count_tokens(partial) + budget + 64, natural, topic)
             cut = locate(full.text, partial)
             prefix_matched = cut is not None
             if cut is None:

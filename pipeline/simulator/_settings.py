@@ -51,3 +51,13 @@ class SimulatorSettings:
                 raise ValueError(f"{name} must be >= 0")
         if self.truth_limit < 1:
             raise ValueError("truth_limit must be >= 1")
+
+
+PRESETS: dict[str, SimulatorSettings] = {
+    "claude": SimulatorSettings(ttft_ms=750.0, tokens_per_s=65.0, jitter=0.3, report_tokens=1_800),
+    "fast": SimulatorSettings(),
+}
+"""Named settings for the embedded simulator. ``claude`` paces a report as Claude Sonnet streams
+one (TTFT about 0.75 s, about 65 tokens/s, each gap jittered by up to 30 %, seeded) and keeps it to
+about 1,800 tokens (7,000 characters, half a minute), so that trying rillet without a key looks
+like the real thing; ``fast`` streams as fast as possible (tests, benchmarks)."""

@@ -1,16 +1,21 @@
 """Deterministic prose: the same seed always gives the same text, on every machine.
 
-**Tokens.** A token is one match of :data:`TOKEN_RE`: a run of leading whitespace (possibly empty)
-followed by one word (``\\w+``) or one other non-space character; whitespace at the very end of a
-text is a token of its own. So ``"## The river"`` is four tokens (``#``, ``#``, `` The``,
-`` river``) and a paragraph break belongs to the token after it (``"\\n\\nThe"``). The pieces of
-any text concatenate back to it exactly, and a text cut at a token boundary tokenizes into the
-same tokens as before, which is what makes prefill continuation exact. Usage counts and
-``max_tokens`` use this definition, nothing else.
+**Tokens.** :func:`count_tokens` is the one tokenizer of the simulator: usage counts,
+``max_tokens``, the ``count_tokens`` endpoint and the pacing all go through :data:`TOKEN_RE`. A
+token is a run of leading whitespace (possibly empty) followed by at most five word characters
+(a longer word is cut into pieces of five from its start) or one other non-space character;
+whitespace at the very end of a text is a token of its own. So ``"## The riverbanks"`` is five
+tokens (``#``, ``#``, `` The``, `` river``, ``banks``) and a paragraph break belongs to the token
+after it (``"\\n\\nThe"``). On the generated English prose a token averages about 4 characters,
+as Claude's tokenizer gives, so estimates at 4 characters a token agree with the counts. The
+pieces of any text concatenate back to it exactly, and a text cut at a token boundary tokenizes
+into the same tokens as before (before and after the cut), which is what makes prefill
+continuation exact.
 
 **Texts.** A text of a *kind* is the prefix of one endless-or-natural sequence of pieces seeded by
 an integer: asking for more tokens never changes the tokens already produced, so the text for a
-small ``max_tokens`` is a prefix of the text for a large one.
+small ``max_tokens`` is a prefix of the text for a large one. A report's title and first
+paragraph take up the prompt's topic (:mod:`._topic`).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from functools import lru_cache
 from typing import Literal
 
 from . import _bank as bank
+from ._topic import title_case
 
-TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+")
-"""One token: leading whitespace plus a word or a single other character (see the module doc)."""
+TOKEN_RE = re.compile(r"\s*(?:\w{1,5}|[^\w\s])|\s+")
+"""One token: leading whitespace plus up to five word characters or one other character (see the
+module doc)."""
 
 TextKind = Literal["report", "loop", "markup", "tool_intro", "thinking"]
 
@@ -82,9 +89,10 @@ class Text:
 class _Fields(dict[str, str]):
     """Template fields drawn on first use, so a sentence pays only for the slots it has."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, topic: str) -> None:
         super().__init__()
         self.rng = rng
+        self.topic = topic
 
     def _other(self, pool: tuple[str, ...], first: str) -> str:
         taken = self[first]
@@ -120,6 +128,10 @@ class _Fields(dict[str, str]):
             value = str(r.randint(1600, 1950))
         elif key == "Conn":
             value = r.choice(bank.CONNECTORS)
+        elif key == "topic":
+            value = self.topic
+        elif key == "Topic":
+            value = title_case(self.topic)
         else:
             raise KeyError(key)
         self[key] = value
@@ -127,26 +139,36 @@ class _Fields(dict[str, str]):
 
 
 class _Filler:
-    """Fills the bank's templates from one seeded random stream."""
+    """Fills the bank's templates from one seeded random stream; ``topic`` fills ``{topic}``."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, topic: str = "") -> None:
         self.rng = rng
+        self.topic = topic
 
     def fill(self, templates: tuple[str, ...]) -> str:
-        s = self.rng.choice(templates).format_map(_Fields(self.rng))
+        s = self.rng.choice(templates).format_map(_Fields(self.rng, self.topic))
         return s[0].upper() + s[1:]
 
 
-def _report_pieces(rng: random.Random, *, markup: bool = False) -> Iterator[tuple[str, bool]]:
+def _report_pieces(
+    rng: random.Random, topic: str = "", *, markup: bool = False
+) -> Iterator[tuple[str, bool]]:
     """Endless report: a title, then sections of a heading and paragraphs (and now and then a list).
 
-    Yields ``(piece, ends_paragraph)``; every piece but the first starts with its separator.
+    With a ``topic``, the title names it and an opening paragraph takes it up before the first
+    section. Yields ``(piece, ends_paragraph)``; every piece but the first starts with its separator.
     """
-    f = _Filler(rng)
+    f = _Filler(rng, topic)
     if markup:
         yield "\ufeff# Markup Test: " + f.fill(bank.TITLES), True
         for i, sentence in enumerate(bank.MARKUP_SENTENCES):
             yield ("\n\n" if i == 0 else " ") + sentence, i == len(bank.MARKUP_SENTENCES) - 1
+    elif topic:
+        yield "# " + f.fill(bank.TOPIC_TITLES), True
+        openings = rng.sample(bank.TOPIC_OPENINGS, 2)
+        sentences = [f.fill((openings[0],)), f.fill(bank.TEMPLATES), f.fill((openings[1],))]
+        for i, sentence in enumerate(sentences):
+            yield ("\n\n" if i == 0 else " ") + sentence, i == len(sentences) - 1
     else:
         yield "# " + f.fill(bank.TITLES), True
     while True:
@@ -166,11 +188,11 @@ def _report_pieces(rng: random.Random, *, markup: bool = False) -> Iterator[tupl
                 yield f"{sep}- **{f.fill(bank.HEADINGS)}**: {f.fill(bank.TEMPLATES)}", i == items - 1
 
 
-def _loop_pieces(rng: random.Random) -> Iterator[tuple[str, bool]]:
+def _loop_pieces(rng: random.Random, topic: str) -> Iterator[tuple[str, bool]]:
     """Normal prose for a few hundred tokens, then one paragraph repeated for ever."""
     before = rng.randint(200, 600)
     total = 0
-    for piece, para_end in _report_pieces(rng):
+    for piece, para_end in _report_pieces(rng, topic):
         yield piece, para_end
         total += count_tokens(piece)
         if para_end and total >= before:
@@ -197,14 +219,14 @@ def _thinking_pieces(rng: random.Random) -> Iterator[tuple[str, bool]]:
         yield ("" if i == 0 else " ") + f.fill(bank.THINKING), i == n - 1
 
 
-def _pieces(kind: TextKind, seed: int) -> Iterator[tuple[str, bool]]:
+def _pieces(kind: TextKind, seed: int, topic: str) -> Iterator[tuple[str, bool]]:
     rng = random.Random(f"{kind}:{seed}")
     if kind == "report":
-        return _report_pieces(rng)
+        return _report_pieces(rng, topic)
     if kind == "markup":
         return _report_pieces(rng, markup=True)
     if kind == "loop":
-        return _loop_pieces(rng)
+        return _loop_pieces(rng, topic)
     if kind == "tool_intro":
         return _tool_intro_pieces(rng)
     return _thinking_pieces(rng)
@@ -220,14 +242,15 @@ def natural_tokens(kind: TextKind, seed: int, override: int | None = None) -> in
 
 
 @lru_cache(maxsize=256)
-def build_text(kind: TextKind, seed: int, limit: int, natural: int | None = None) -> Text:
+def build_text(kind: TextKind, seed: int, limit: int, natural: int | None = None, topic: str = "") -> Text:
     """The first ``limit`` tokens of the text of ``kind`` for ``seed``, or all of it if shorter.
 
-    A report ends naturally at the first paragraph end at or after ``natural`` tokens.
+    A report ends naturally at the first paragraph end at or after ``natural`` tokens; its title
+    and opening take up ``topic`` (the prompt's, see :mod:`._topic`) when there is one.
     """
     parts: list[str] = []
     total = 0
-    it = _pieces(kind, seed)
+    it = _pieces(kind, seed, topic)
     current = next(it, None)
     while current is not None:
         piece, para_end = current

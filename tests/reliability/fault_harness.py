@@ -6,6 +6,7 @@ by a run, a seeded mix of faults, and lost or duplicated characters.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import random
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from pipeline.fanout import FanOut
 from pipeline.resume import PrefillSupport, ResumeSettings
 from pipeline.runner import StreamResult, StreamRun
 from pipeline.simulator import Simulator, SimulatorSettings, reference_plan
+from pipeline.simulator._events import iter_events
 from pipeline.sink import Buffer, SinkSpec
 from pipeline.source import Source
 from pipeline.stages.accumulate import AccumulateStage
@@ -70,12 +72,14 @@ class Case:
     overlap_words: int | None = None
     max_attempts: int = 4
     on_thinking: Literal["fail", "restart"] = "fail"
+    max_tokens: int = MAX_TOKENS
+    count_fail: bool = False
 
     def body(self) -> dict[str, Any]:
         """The request body, as ``reference_text`` takes it."""
         return {
             "model": self.model,
-            "max_tokens": MAX_TOKENS,
+            "max_tokens": self.max_tokens,
             "messages": [{"role": "user", "content": self.prompt}],
         }
 
@@ -89,6 +93,8 @@ class Case:
             headers["x-rillet-drop-continuations"] = "1"
         if self.overlap_words is not None:
             headers["x-rillet-overlap-words"] = str(self.overlap_words)
+        if self.count_fail:
+            headers["x-rillet-count-fail"] = "1"
         return {**self.body(), "extra_headers": headers}
 
     def reference(self) -> dict[str, Any]:
@@ -144,6 +150,25 @@ def mixed_cases(seed: int, count: int, models: Sequence[str] = MODELS) -> list[C
             case = Case(model, prompt, scenario="unavailable", fail_first=rng.randint(1, 2))
         cases.append(case)
     return cases
+
+
+CAPPED_TOKENS = 280
+"""A ``max_tokens`` below :data:`SIMULATOR`'s natural report length: the cap ends the report."""
+
+
+def late_drop(model: str, prompt: str, rng: random.Random, **extra: Any) -> Case:
+    """A report capped by ``max_tokens``, dropped in its last tenth (by tokens), resumed without the
+    model restating anything (``overlap_words=0``), so that only the budget decides how it ends."""
+    case = Case(model, prompt, max_tokens=CAPPED_TOKENS, overlap_words=0, **extra)
+    plan = reference_plan(case.body(), SIMULATOR)
+    assert plan.stop_reason == "max_tokens"
+    tokens = 0
+    late: list[int] = []
+    for index, (kind, _, n, _) in enumerate(iter_events(plan, "msg", model)):
+        tokens += n if kind == "content_block_delta" else 0
+        if kind == "content_block_delta" and 0.9 * CAPPED_TOKENS <= tokens < CAPPED_TOKENS:
+            late.append(index + 1)
+    return dataclasses.replace(case, drop_after=rng.choice(late), fail_first=1)
 
 
 async def run_case(

@@ -70,6 +70,11 @@ def test_reference_cases(sent: str, head: str, expected: str) -> None:
             "Ellipses are common in", " in-house style.", " in-house style.", id="doubled-word-kept"
         ),
         pytest.param("He saw a", "ardvark.", "ardvark.", id="cut-word-not-trimmed"),
+        pytest.param("after the rema", "remarkable floods", "rkable floods", id="restated-cut-word"),
+        pytest.param(
+            "We saw the rema", "the remarkable floods", "rkable floods", id="restated-words-and-cut-word"
+        ),
+        pytest.param("The data is stored in", "inner pages.", "inner pages.", id="short-cut-word-kept"),
         pytest.param("I'", "I'll look that up.", "ll look that up.", id="restated-cut-at-punctuation"),
         pytest.param("the river ", "the river\n\nThe next", "\n\nThe next", id="restated-then-break"),
         pytest.param(
@@ -83,6 +88,17 @@ def test_reference_cases(sent: str, head: str, expected: str) -> None:
 def test_short_words(sent: str, head: str, expected: str) -> None:
     """Short overlaps are removed only when whole words or punctuation-cut words are restated."""
     assert continued(sent, head) == expected
+
+
+def test_a_restatement_cut_short_is_dropped_when_it_is_all_there_is() -> None:
+    """A continuation whose ``max_tokens`` ran out mid-restatement adds nothing; while more may
+    come, the same head is kept (it could still turn out to be new text)."""
+    sent = "The surveys were steady. Most of the instruments throughout the province"
+    head = "of the instruments throughout the provi"
+    assert restated_end(sent, head, final=True) == len(head)
+    assert restated_end(sent, head) == 0
+    assert restated_end(sent, " recorded the broad boundaries.", final=True) == 0
+    assert restated_end(sent, "the instru", final=True) == 0  # too short to tell
 
 
 def test_a_phrase_recurring_later_is_not_an_anchor() -> None:

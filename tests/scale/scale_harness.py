@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from pipeline._budget import counted_text, remaining
 from pipeline._stitch import Stitcher
 from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
 from pipeline.scale import RedisEventLog
@@ -394,7 +395,10 @@ def _body(request: dict[str, Any], before: list[Any]) -> dict[str, Any]:
     for _, event in replay.events:
         stitcher.feed(event)
     plan = plan_resume(request, stitcher.transcript, CONTINUED, ResumeSettings(), PrefillSupport())
-    return plan.request
+    if not plan.blocks:
+        return plan.request
+    produced = count_tokens(counted_text(list(plan.blocks)))  # what the simulator's count answers
+    return {**plan.request, "max_tokens": remaining(request, produced)}
 
 
 async def simulator_truths(base_url: str) -> dict[str, dict[str, Any]]:

@@ -281,3 +281,22 @@ def test_standalone_entry_point() -> None:
             assert proc.wait(timeout=10) == 0
             assert proc.stderr is not None
             proc.stderr.close()
+
+
+async def test_count_tokens_is_what_messages_bills(sim: Simulator) -> None:
+    """``POST /v1/messages/count_tokens`` counts with the simulator's one tokenizer, as billed."""
+    request = body(50, system="Be brief.")
+    async with AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0) as client:
+        counted = await client.messages.count_tokens(
+            model=request["model"], messages=request["messages"], system=request["system"]
+        )
+        message = await client.messages.create(**request)
+        with pytest.raises(anthropic.BadRequestError, match="messages: Field required"):
+            await client.messages.count_tokens(model="claude-opus-4-7", messages=omit)
+        with pytest.raises(anthropic.OverloadedError):
+            await client.messages.count_tokens(
+                model=request["model"],
+                messages=request["messages"],
+                extra_headers={"x-rillet-count-fail": "1"},
+            )
+    assert counted.input_tokens == message.usage.input_tokens > 0
