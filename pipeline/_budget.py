@@ -18,8 +18,6 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-import anthropic
-
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
@@ -71,6 +69,8 @@ async def fit_budget(
 ) -> Plan:
     """``plan`` with ``max_tokens`` from the counted tokens of the text it sends back, or from
     their estimate when counting fails; a plan that sends none back is returned as it is."""
+    import anthropic  # here, not at the top: resume settings are read by commands that never stream
+
     blocks = list(plan.blocks)
     if not blocks:
         return plan

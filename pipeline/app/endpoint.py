@@ -15,9 +15,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
-from pipeline.simulator import PRESETS, SimulatorSettings, open_simulator
+
+if TYPE_CHECKING:  # the simulator loads the SDK's types: `rillet submit` shares run's options
+    from pipeline.simulator import SimulatorSettings
 
 SIMULATOR_ENV = "RILLET_SIMULATOR"
 DEFAULT_SIMULATOR = "claude"
@@ -40,6 +43,8 @@ class Endpoint:
 
 def simulator_preset(name: str | None = None) -> SimulatorSettings:
     """The embedded simulator's settings: ``--simulator NAME``, else ``$RILLET_SIMULATOR``, else claude."""
+    from pipeline.simulator import PRESETS
+
     chosen = name or os.environ.get(SIMULATOR_ENV) or DEFAULT_SIMULATOR
     if chosen not in PRESETS:
         where = "--simulator" if name else SIMULATOR_ENV
@@ -78,6 +83,8 @@ async def open_endpoint(
     if api_key or os.environ.get("ANTHROPIC_AUTH_TOKEN") or base_url:
         yield Endpoint(base_url, api_key, simulated=False)
         return
+    from pipeline.simulator import open_simulator
+
     settings = simulator or simulator_preset()
     async with open_simulator(settings) as sim:
         print(
