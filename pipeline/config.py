@@ -98,6 +98,8 @@ class PrometheusSinkConfig(SinkPolicy):
     grouping: dict[str, str] = {}
     push_interval: float | None = Field(None, gt=0)
     delete_on_success: bool = False
+    linger: float = Field(10.0, ge=0)
+    """Seconds the end of a run waits for one more scrape (without a pushgateway); 0: none."""
 
 
 SinkConfig = Annotated[FileSinkConfig | StdoutSinkConfig | PrometheusSinkConfig, Field(discriminator="type")]

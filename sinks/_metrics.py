@@ -51,7 +51,9 @@ class Families:
     time_per_output_token: Histogram
     request_duration: Histogram
     tokens: Counter
+    tokens_overestimated: Counter
     cost: Counter
+    cost_overestimated: Counter
     requests: Counter
     request_errors: Counter
     reconnects: Counter
@@ -103,11 +105,24 @@ def create_families(registry: CollectorRegistry) -> Families:
         ),
         tokens=counter(
             "rillet_tokens_total",
-            "Tokens billed, by type, summed over every attempt of a stream; counted once, at its end.",
+            "Tokens by type, counted as a stream runs (output estimated until the API reports it).",
             "model",
             "token_type",
         ),
-        cost=counter("rillet_cost_usd_total", "Cost in US dollars, counted once per stream.", "model"),
+        tokens_overestimated=counter(
+            "rillet_tokens_overestimated_total",
+            "Tokens rillet_tokens_total counted beyond a stream's final usage (billed = the difference).",
+            "model",
+            "token_type",
+        ),
+        cost=counter(
+            "rillet_cost_usd_total", "Cost in US dollars, counted as a stream runs (estimated).", "model"
+        ),
+        cost_overestimated=counter(
+            "rillet_cost_usd_overestimated_total",
+            "US dollars rillet_cost_usd_total counted beyond a stream's final cost.",
+            "model",
+        ),
         requests=counter("rillet_requests_total", "Logical streams ended, by outcome.", "model", "outcome"),
         request_errors=counter(
             "rillet_request_errors_total",

@@ -66,6 +66,7 @@ def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
             grouping=config.grouping,
             push_interval=config.push_interval,
             delete_on_success=config.delete_on_success,
+            linger=config.linger,
             name=config.name,
         )
     return SinkSpec(sink, config.buffer_spec(), config.on_error)
