@@ -29,7 +29,15 @@ from prometheus_client import CollectorRegistry, Counter
 from pipeline.errors import ConfigError, SinkError
 from pipeline.events import CostUpdate, FirstToken, Item, LatencySummary, StreamEnded, Usage
 from pipeline.fanout import StatisticsProvider
-from sinks._metrics import TOKEN_TYPES, Families, FanOutCollector, create_families, observe_many
+from sinks._metrics import (
+    DURATION_BUCKETS,
+    TOKEN_TYPES,
+    TTFT_BUCKETS,
+    Families,
+    FanOutCollector,
+    create_families,
+    observe_many,
+)
 from sinks._pushgateway import Pushgateway
 from sinks._server import MetricsServer
 
@@ -140,7 +148,9 @@ class PrometheusSink:
     the end (and every ``push_interval`` seconds while events flow), with the time of the last
     success, or is deleted after a success when ``delete_on_success``. Without a pushgateway, a sink
     that serves waits at its exit up to ``linger`` seconds for one more scrape, so that a run shorter
-    than the scrape interval is still seen with its end.
+    than the scrape interval is still seen with its end. ``ttft_buckets`` (the three time-to-first
+    histograms) and ``duration_buckets`` (request duration) are upper bounds in seconds (None: the
+    defaults of :mod:`sinks._metrics`).
     """
 
     def __init__(
@@ -153,6 +163,8 @@ class PrometheusSink:
         delete_on_success: bool = False,
         push_interval: float | None = None,
         linger: float = 0.0,
+        ttft_buckets: Sequence[float] | None = None,
+        duration_buckets: Sequence[float] | None = None,
         registry: CollectorRegistry | None = None,
         name: str = "prometheus",
     ) -> None:
@@ -166,7 +178,11 @@ class PrometheusSink:
         self._linger = linger
         self.registry = CollectorRegistry() if registry is None else registry
         self._bind_to = parse_address(address) if address else None
-        self._families = create_families(self.registry)
+        self._families = create_families(
+            self.registry,
+            ttft_buckets=TTFT_BUCKETS if ttft_buckets is None else ttft_buckets,
+            duration_buckets=DURATION_BUCKETS if duration_buckets is None else duration_buckets,
+        )
         self._lanes = FanOutCollector()
         self.registry.register(self._lanes)
         self._pushgateway = (

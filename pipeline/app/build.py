@@ -68,6 +68,8 @@ def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
             delete_on_success=config.delete_on_success,
             linger=config.linger,
             name=config.name,
+            ttft_buckets=config.ttft_buckets,
+            duration_buckets=config.duration_buckets,
         )
     return SinkSpec(sink, config.buffer_spec(), config.on_error)
 
