@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
-from pipeline.app.build import build_request, build_stages
+from pipeline.app.build import build_request, build_service_sinks, build_stages
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig
@@ -24,7 +25,8 @@ from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.settings import RedisConfig, load_scale_config
 from pipeline.scale.status import cancel_line, job_lines, overview
 from pipeline.scale.worker import Worker, WorkerSettings
-from sinks._server import MetricsServer
+from pipeline.sink import SinkSpec
+from sinks._shared import SharedSinks
 
 CANCEL_REASON = "cancelled with rillet jobs --cancel"
 
@@ -115,20 +117,33 @@ def _worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--out-dir: cannot create {str(args.out_dir)!r}: {exc.strerror}") from exc
     settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir, resume=config.resume)
-    return anyio.run(run_worker, config, redis, settings, args.metrics_port)
+    metrics = ScaleMetrics()
+    sinks = build_service_sinks(
+        config,
+        command="rillet worker",
+        source=str(args.config or "the built-in config"),
+        metrics_port=args.metrics_port,
+        registry=metrics.registry,
+    )
+    return anyio.run(run_worker, config, redis, settings, metrics, sinks)
 
 
 async def run_worker(
-    config: RunConfig, redis: RedisConfig, settings: WorkerSettings, metrics_port: int | None
+    config: RunConfig,
+    redis: RedisConfig,
+    settings: WorkerSettings,
+    metrics: ScaleMetrics,
+    sinks: Sequence[SinkSpec] = (),
 ) -> int:
-    """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease."""
-    metrics = ScaleMetrics()
-    server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
-    if server is not None:
-        sys.stderr.write(
-            f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics\n"
-        )
-    try:
+    """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease.
+
+    ``sinks`` (metrics, on ``metrics``' registry) stay open for the worker's life, lent to each job.
+    """
+    async with SharedSinks(sinks) as shared:
+        for spec in sinks:
+            address = getattr(spec.sink, "address", None)
+            if address is not None:
+                sys.stderr.write(f"rillet worker: metrics on http://{address[0]}:{address[1]}/metrics\n")
         async with open_redis(redis) as client, open_endpoint(config.api.base_url) as endpoint:
             queue = RedisJobQueue(client, redis)
             await queue.ensure_group()
@@ -147,6 +162,7 @@ async def run_worker(
                 redis,
                 settings,
                 metrics,
+                shared.lend,
             )
             # One write: worker processes sharing a pipe must not interleave their lines.
             sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")
@@ -154,9 +170,6 @@ async def run_worker(
             async with api, anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
                 await worker.run()
-    finally:
-        if server is not None:
-            server.close()
     return 0
 
 

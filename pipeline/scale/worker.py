@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class Worker:
         redis: RedisConfig,
         settings: WorkerSettings,
         metrics: ScaleMetrics,
+        lend: Callable[[], Sequence[SinkSpec]] = tuple,
     ) -> None:
         self.queue = queue
         self.events = events
@@ -99,6 +100,8 @@ class Worker:
         self.redis = redis
         self.settings = settings
         self.metrics = metrics
+        self.lend = lend
+        """The process's shared sinks (metrics), lent to each job's fan-out beside its log."""
         self.running = 0
         self._freed = anyio.Event()
         self._jobs: dict[str, _Running] = {}
@@ -230,7 +233,9 @@ class Worker:
         """Runs the job; one cancelled before it started runs no request and ends at once."""
         stream = StreamRun(take.request, self.stages, lease.job_id)
         running.start(stream)
-        fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL)], flush_timeout=FLUSH_TIMEOUT)
+        fanout = FanOut(
+            [SinkSpec(sink, Buffer(1024), OnError.FAIL), *self.lend()], flush_timeout=FLUSH_TIMEOUT
+        )
         result: StreamResult | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew, lease, running)
