@@ -3,9 +3,10 @@
 A worker gives each job a fan-out of its own, but a metrics sink must outlive them all: one
 ``/metrics``, counters that keep counting. So each job's fan-out gets a :class:`Loan` that writes
 to the shared sink without opening or closing it, and :class:`Lanes` reports the lanes of every
-job's fan-out as one lane per sink name: depth and capacity summed over the running jobs; written,
-dropped and errors over every job so far (a job's figures are folded in when its loan closes,
-which is when its metrics lane has drained), so the counters never go down.
+job's fan-out as one lane per sink name: depth and capacity summed over the running jobs (with
+none running, depth 0 of one job's buffer); written, dropped and errors over every job so far (a
+job's figures are folded in when its loan closes, which is when its metrics lane has drained), so
+the counters never go down.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Lanes:
     def __init__(self) -> None:
         self._live: list[StatisticsProvider] = []
         self._done: dict[str, SinkStatistics] = {}
+        self._capacity: dict[str, int] = {}
 
     def add(self, provider: StatisticsProvider) -> None:
         self._live.append(provider)
@@ -50,14 +52,22 @@ class Lanes:
         """A fan-out ended: its counts stay in the totals, its buffers leave the depth and capacity."""
         self._live.remove(provider)
         for lane in provider():
+            self._capacity[lane.name] = lane.max_items
             idle = dataclasses.replace(lane, queued=0, max_items=0, disabled=False)
             self._done[lane.name] = _add(self._done.get(lane.name), idle)
 
     def __call__(self) -> tuple[SinkStatistics, ...]:
-        merged = dict(self._done)
+        """With no job running, a sink reports one job's buffer size, so that its fill reads 0, not 0/0."""
+        merged: dict[str, SinkStatistics] = {}
         for provider in self._live:
             for lane in provider():
                 merged[lane.name] = _add(merged.get(lane.name), lane)
+        for name, done in self._done.items():
+            live = merged.get(name)
+            if live is None:
+                merged[name] = dataclasses.replace(done, max_items=self._capacity[name])
+            else:
+                merged[name] = _add(live, done)
         return tuple(merged.values())
 
 
