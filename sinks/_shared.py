@@ -5,7 +5,7 @@ A worker gives each job a fan-out of its own, but a metrics sink must outlive th
 to the shared sink without opening or closing it, and :class:`Lanes` reports the lanes of every
 job's fan-out as one lane per sink name: depth and capacity summed over the running jobs (with
 none running, depth 0 of one job's buffer); written, dropped and errors over every job so far (a
-job's figures are folded in when its loan closes, which is when its metrics lane has drained), so
+job's figures are folded in when its whole fan-out has closed, :meth:`SharedSinks.returned`), so
 the counters never go down.
 """
 
@@ -46,10 +46,13 @@ class Lanes:
         self._capacity: dict[str, int] = {}
 
     def add(self, provider: StatisticsProvider) -> None:
-        self._live.append(provider)
+        if provider not in self._live:
+            self._live.append(provider)
 
     def retire(self, provider: StatisticsProvider) -> None:
-        """A fan-out ended: its counts stay in the totals, its buffers leave the depth and capacity."""
+        """A fan-out closed: its counts stay in the totals, its buffers leave the depth and capacity."""
+        if provider not in self._live:
+            return
         self._live.remove(provider)
         for lane in provider():
             self._capacity[lane.name] = lane.max_items
@@ -78,10 +81,8 @@ class Loan:
         self.name: str = sink.name
         self._sink = sink
         self._lanes = lanes
-        self._provider: StatisticsProvider | None = None
 
     def observe_fanout(self, provider: StatisticsProvider) -> None:
-        self._provider = provider
         self._lanes.add(provider)
 
     async def __aenter__(self) -> Self:
@@ -93,9 +94,7 @@ class Loan:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._provider is not None:
-            self._lanes.retire(self._provider)
-            self._provider = None
+        pass
 
     async def write(self, batch: Sequence[Item]) -> None:
         await self._sink.write(batch)
@@ -130,3 +129,7 @@ class SharedSinks:
     def lend(self) -> list[SinkSpec]:
         """Specs for one job's fan-out, with the configured buffers and error policies."""
         return [SinkSpec(Loan(spec.sink, self.lanes), spec.buffer, spec.on_error) for spec in self._specs]
+
+    def returned(self, provider: StatisticsProvider) -> None:
+        """A job's fan-out has closed (every lane drained): its lanes' final counts join the totals."""
+        self.lanes.retire(provider)

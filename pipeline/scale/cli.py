@@ -162,7 +162,7 @@ async def run_worker(
                 redis,
                 settings,
                 metrics,
-                shared.lend,
+                shared,
             )
             # One write: worker processes sharing a pipe must not interleave their lines.
             sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")

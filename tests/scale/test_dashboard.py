@@ -56,6 +56,13 @@ def query_range(prometheus: Server, promql: str, start: float, end: float) -> di
     return answer
 
 
+def all_ended(prometheus: Server, promql: str, begin: float) -> bool:
+    """Whether the last scrape shows every job ended (each counted once as a job, once or more as a
+    stream: the dead-lettered one ran twice)."""
+    result = query_range(prometheus, promql, begin, time.time())["data"]["result"]
+    return bool(result) and float(result[0]["values"][-1][1]) >= 2 * len(SCENARIOS) + 1
+
+
 async def test_every_dashboard_query_returns_a_series(
     scale: tuple[RedisJobQueue, RedisEventLog],
     redis_server: RedisServer,
@@ -79,7 +86,11 @@ async def test_every_dashboard_query_returns_a_series(
             job_ids.append(await queue.submit(request))
         finished = await wait_finished(events, job_ids, within=180)
         assert sorted(state["status"] for state in finished.values()).count("dead") >= 1
-        await anyio.sleep(3)  # a few scrapes past the end
+        scraped = "sum(rillet_jobs_finished_total) + sum(rillet_requests_total)"
+        with anyio.fail_after(60):  # Prometheus cannot notify: poll until it scraped the end
+            while not await anyio.to_thread.run_sync(all_ended, prometheus, scraped, begin):  # noqa: ASYNC110
+                await anyio.sleep(0.5)
+        await anyio.sleep(2)  # two more scrapes, so that every rate has its samples
         end = time.time()
         empty = []
         for promql in queries():
