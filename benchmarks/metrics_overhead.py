@@ -1,9 +1,9 @@
 """What the Prometheus sink costs per event, against the 1.1 µs of one bound inc + observe.
 
-Feeds ``--streams`` interleaved synthetic streams (message_start, ``--deltas`` text deltas, the
-rillet events the stages add, StreamEnded) to ``PrometheusSink.write`` in batches of ``--batch``
-items, as the fan-out would, and prints µs per event, best of ``--repeat`` runs. Run:
-``python benchmarks/metrics_overhead.py``.
+Feeds ``--streams`` interleaved synthetic streams (message_start, ``--deltas`` text deltas with a
+running cost estimate every 64, the rillet events the stages add, StreamEnded) to
+``PrometheusSink.write`` in batches of ``--batch`` items, as the fan-out would, and prints µs per
+event, best of ``--repeat`` runs. Run: ``python benchmarks/metrics_overhead.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pipeline.events import AttemptStarted, CostUpdate, FirstToken, Item, Latenc
 from sinks.prometheus import PrometheusSink
 
 MODEL = "claude-sonnet-4-6"
+ESTIMATE_EVERY = 64
+"""Deltas between running cost estimates: one a token, at the cost stage's default of 64 tokens."""
 
 
 def stream(stream_id: str, deltas: int) -> list[Item]:
@@ -50,7 +52,10 @@ def stream(stream_id: str, deltas: int) -> list[Item]:
         Item(stream_id, FirstToken("delta", 0.2), 0),
         Item(stream_id, FirstToken("text", 0.2), 0),
     ]
-    items += [Item(stream_id, delta, 0) for _ in range(deltas)]
+    for n in range(1, deltas + 1):
+        items.append(Item(stream_id, delta, 0))
+        if n % ESTIMATE_EVERY == 0:  # the cost stage's running estimate, which the sink counts live
+            items.append(Item(stream_id, CostUpdate(0.01 * n / deltas, True, MODEL, Usage(10, n), 1), 0))
     items += [
         Item(stream_id, CostUpdate(0.01, False, MODEL, Usage(10, deltas), 1), 0),
         Item(stream_id, LatencySummary(0.05, 0.1, 0.2, 0.2, None, 5.0, 0.01, gaps, deltas), 0),

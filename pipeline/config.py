@@ -7,11 +7,12 @@ names the file, the key path and what was expected.
 from __future__ import annotations
 
 import functools
+import itertools
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.resume import ResumeSettings
@@ -103,6 +104,21 @@ class PrometheusSinkConfig(SinkPolicy):
     grouping: dict[str, str] = {}
     push_interval: float | None = Field(None, gt=0)
     delete_on_success: bool = False
+    linger: float = Field(10.0, ge=0)
+    """Seconds the end of a run waits for one more scrape (without a pushgateway); 0: none."""
+    ttft_buckets: tuple[float, ...] | None = None
+    """Upper bounds (s) of the time-to-first histograms; None: the sink's own."""
+    duration_buckets: tuple[float, ...] | None = None
+    """Upper bounds (s) of the request duration histogram; None: the sink's own."""
+
+    @field_validator("ttft_buckets", "duration_buckets")
+    @classmethod
+    def _increasing(cls, bounds: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if bounds is not None and (
+            not bounds or bounds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(bounds))
+        ):
+            raise ValueError("buckets must be positive seconds in increasing order")
+        return bounds
 
 
 SinkConfig = Annotated[FileSinkConfig | StdoutSinkConfig | PrometheusSinkConfig, Field(discriminator="type")]

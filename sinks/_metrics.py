@@ -18,10 +18,17 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from pipeline.fanout import SinkStatistics, StatisticsProvider
 
 TTFT_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22, 0.24, 0.26, 0.28,
+    0.3, 0.33, 0.36, 0.38, 0.4, 0.44, 0.48, 0.52, 0.56, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95,
+    1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.4, 2.6, 2.8,
+    3.0, 3.3, 3.6, 3.8, 4.0, 4.4, 4.8, 5.0,
+    7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 )  # fmt: skip
-"""From 1 ms (a local simulator) to 10 minutes (thinking can hold back the first text that long)."""
+"""Between 0.1 s and 5 s, where Claude's time to first token falls, no bucket is more than 10 %
+wider than its lower bound (about a native histogram's schema 3), so a quantile read from them is
+off by a few percent at most; coarse from 1 ms (a local simulator) up to 10 minutes (thinking can
+hold back the first text that long)."""
 
 GAP_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -51,7 +58,9 @@ class Families:
     time_per_output_token: Histogram
     request_duration: Histogram
     tokens: Counter
+    tokens_overestimated: Counter
     cost: Counter
+    cost_overestimated: Counter
     requests: Counter
     request_errors: Counter
     reconnects: Counter
@@ -60,10 +69,15 @@ class Families:
     streams_in_progress: Gauge
 
 
-def create_families(registry: CollectorRegistry) -> Families:
+def create_families(
+    registry: CollectorRegistry,
+    *,
+    ttft_buckets: Sequence[float] = TTFT_BUCKETS,
+    duration_buckets: Sequence[float] = DURATION_BUCKETS,
+) -> Families:
     """Registers rillet's families on ``registry``; a registry holds them once (a second call raises)."""
 
-    def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+    def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Histogram:
         return Histogram(name, doc, ("model", *labels), buckets=buckets, registry=registry)
 
     def counter(name: str, doc: str, *labels: str) -> Counter:
@@ -73,17 +87,17 @@ def create_families(registry: CollectorRegistry) -> Families:
         time_to_first_delta=histogram(
             "rillet_time_to_first_delta_seconds",
             "Time from the request to the first content_block_delta of any kind (TTFT).",
-            TTFT_BUCKETS,
+            ttft_buckets,
         ),
         time_to_first_text=histogram(
             "rillet_time_to_first_text_seconds",
             "Time from the request to the first text_delta.",
-            TTFT_BUCKETS,
+            ttft_buckets,
         ),
         time_to_message_start=histogram(
             "rillet_time_to_message_start_seconds",
             "Time from the request to the message_start event (the first chunk).",
-            TTFT_BUCKETS,
+            ttft_buckets,
         ),
         delta_gap=histogram(
             "rillet_delta_gap_seconds",
@@ -98,16 +112,29 @@ def create_families(registry: CollectorRegistry) -> Families:
         request_duration=histogram(
             "rillet_request_duration_seconds",
             "End-to-end duration of a logical stream, over all its attempts.",
-            DURATION_BUCKETS,
+            duration_buckets,
             "outcome",
         ),
         tokens=counter(
             "rillet_tokens_total",
-            "Tokens billed, by type, summed over every attempt of a stream; counted once, at its end.",
+            "Tokens by type, counted as a stream runs (output estimated until the API reports it).",
             "model",
             "token_type",
         ),
-        cost=counter("rillet_cost_usd_total", "Cost in US dollars, counted once per stream.", "model"),
+        tokens_overestimated=counter(
+            "rillet_tokens_overestimated_total",
+            "Tokens rillet_tokens_total counted beyond a stream's final usage (billed = the difference).",
+            "model",
+            "token_type",
+        ),
+        cost=counter(
+            "rillet_cost_usd_total", "Cost in US dollars, counted as a stream runs (estimated).", "model"
+        ),
+        cost_overestimated=counter(
+            "rillet_cost_usd_overestimated_total",
+            "US dollars rillet_cost_usd_total counted beyond a stream's final cost.",
+            "model",
+        ),
         requests=counter("rillet_requests_total", "Logical streams ended, by outcome.", "model", "outcome"),
         request_errors=counter(
             "rillet_request_errors_total",

@@ -5,9 +5,12 @@ bound once, when the stream's ``message_start`` names its model, so an event cos
 at most an ``inc`` or ``observe`` (about 1 µs), never a label lookup. Events arriving before the model
 is known wait in that state and are replayed when it is. Events by type are counted per batch.
 
-Tokens and cost are counted once per stream, at its :class:`~pipeline.events.StreamEnded`, from its
-last :class:`~pipeline.events.CostUpdate` (usage summed over every attempt), so a reconnect never
-counts a token twice; a cost genai-prices could not price (``nan``) stays out of the USD counter.
+Tokens and cost rise while a stream runs, so a dashboard shows a live rate: each
+:class:`~pipeline.events.CostUpdate` (usage summed over every attempt, output estimated until the
+API reports it) adds what it grew by. A counter cannot go down, so when the stream ends, what the
+estimates counted beyond its final usage goes to a ``*_overestimated_total`` counter of its own:
+billed = counted - overestimated, exact per stream. A cost genai-prices could not price (``nan``)
+stays out of the USD counters.
 Queue depth, drops and errors per sink are read from the fan-out at scrape time
 (:class:`sinks._metrics.FanOutCollector`), so they are always current.
 """
@@ -24,9 +27,17 @@ import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.errors import ConfigError, SinkError
-from pipeline.events import CostUpdate, FirstToken, Item, LatencySummary, StreamEnded
+from pipeline.events import CostUpdate, FirstToken, Item, LatencySummary, StreamEnded, Usage
 from pipeline.fanout import StatisticsProvider
-from sinks._metrics import TOKEN_TYPES, Families, FanOutCollector, create_families, observe_many
+from sinks._metrics import (
+    DURATION_BUCKETS,
+    TOKEN_TYPES,
+    TTFT_BUCKETS,
+    Families,
+    FanOutCollector,
+    create_families,
+    observe_many,
+)
 from sinks._pushgateway import Pushgateway
 from sinks._server import MetricsServer
 
@@ -48,12 +59,25 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _token_counts(usage: Usage) -> tuple[int, int, int, int]:
+    """Usage in the order of :data:`~sinks._metrics.TOKEN_TYPES`."""
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+    )
+
+
 class _Stream:
     """One stream's metric children, bound to its model once, and what it holds until its end."""
 
     __slots__ = (
         "cost",
         "cost_usd",
+        "cost_usd_over",
+        "counted",
+        "counted_usd",
         "end_to_end",
         "gap",
         "model",
@@ -61,6 +85,7 @@ class _Stream:
         "reconnects",
         "repetitions",
         "tokens",
+        "tokens_over",
         "tpot",
         "ttft",
     )
@@ -69,6 +94,8 @@ class _Stream:
         self.pending: list[Item] | None = []
         self.cost: CostUpdate | None = None
         self.end_to_end: float | None = None
+        self.counted = [0] * len(TOKEN_TYPES)
+        self.counted_usd = 0.0
 
     def bind(self, families: Families, model: str) -> list[Item]:
         """Binds the children for ``model``; returns the items that waited for it."""
@@ -81,11 +108,35 @@ class _Stream:
         self.tpot = families.time_per_output_token.labels(model)
         self.model = model
         self.tokens = [families.tokens.labels(model, kind) for kind in TOKEN_TYPES]
+        self.tokens_over = [families.tokens_overestimated.labels(model, kind) for kind in TOKEN_TYPES]
         self.cost_usd = families.cost.labels(model)
+        self.cost_usd_over = families.cost_overestimated.labels(model)
         self.reconnects = families.reconnects.labels(model)
         self.repetitions = families.repetitions.labels(model)
         pending, self.pending = self.pending or [], None
         return pending
+
+    def count_up(self, cost: CostUpdate) -> None:
+        """Adds what the usage and cost grew by since the last update; a shrinking estimate adds nothing."""
+        for index, count in enumerate(_token_counts(cost.usage)):
+            grown = count - self.counted[index]
+            if grown > 0:
+                self.tokens[index].inc(grown)
+                self.counted[index] = count
+        if math.isfinite(cost.usd) and cost.usd > self.counted_usd:
+            self.cost_usd.inc(cost.usd - self.counted_usd)
+            self.counted_usd = cost.usd
+
+    def correct(self, final: CostUpdate) -> None:
+        """At the stream's end: what the estimates counted beyond the final usage, in its own counters."""
+        self.count_up(final)
+        for child, counted, count in zip(
+            self.tokens_over, self.counted, _token_counts(final.usage), strict=True
+        ):
+            if counted > count:
+                child.inc(counted - count)
+        if math.isfinite(final.usd) and self.counted_usd > final.usd:
+            self.cost_usd_over.inc(self.counted_usd - final.usd)
 
 
 class PrometheusSink:
@@ -95,7 +146,11 @@ class PrometheusSink:
     private one), never the global default. ``address`` ``""`` or None serves nothing. With
     ``pushgateway`` the run is a batch job: its group (``job`` plus ``grouping``) gets the metrics at
     the end (and every ``push_interval`` seconds while events flow), with the time of the last
-    success, or is deleted after a success when ``delete_on_success``.
+    success, or is deleted after a success when ``delete_on_success``. Without a pushgateway, a sink
+    that serves waits at its exit up to ``linger`` seconds for one more scrape, so that a run shorter
+    than the scrape interval is still seen with its end. ``ttft_buckets`` (the three time-to-first
+    histograms) and ``duration_buckets`` (request duration) are upper bounds in seconds (None: the
+    defaults of :mod:`sinks._metrics`).
     """
 
     def __init__(
@@ -107,6 +162,9 @@ class PrometheusSink:
         grouping: Mapping[str, str] | None = None,
         delete_on_success: bool = False,
         push_interval: float | None = None,
+        linger: float = 0.0,
+        ttft_buckets: Sequence[float] | None = None,
+        duration_buckets: Sequence[float] | None = None,
         registry: CollectorRegistry | None = None,
         name: str = "prometheus",
     ) -> None:
@@ -114,10 +172,17 @@ class PrometheusSink:
             raise ConfigError(
                 f"push_interval must be positive seconds with a pushgateway, got {push_interval!r}"
             )
+        if linger < 0:
+            raise ConfigError(f"linger must be seconds >= 0, got {linger!r}")
         self.name = name
+        self._linger = linger
         self.registry = CollectorRegistry() if registry is None else registry
         self._bind_to = parse_address(address) if address else None
-        self._families = create_families(self.registry)
+        self._families = create_families(
+            self.registry,
+            ttft_buckets=TTFT_BUCKETS if ttft_buckets is None else ttft_buckets,
+            duration_buckets=DURATION_BUCKETS if duration_buckets is None else duration_buckets,
+        )
         self._lanes = FanOutCollector()
         self.registry.register(self._lanes)
         self._pushgateway = (
@@ -178,6 +243,8 @@ class PrometheusSink:
                 await self._pushgateway.push_result(
                     success=success, delete_on_success=self._delete_on_success
                 )
+            elif self._server is not None and self._linger > 0:
+                await anyio.to_thread.run_sync(self._server.wait_for_scrape, self._linger)
         finally:
             await self._stop_server()
 
@@ -258,6 +325,7 @@ class PrometheusSink:
     @staticmethod
     def _cost(stream: _Stream, item: Item) -> None:
         stream.cost = item.event
+        stream.count_up(item.event)
 
     def _repetition(self, stream: _Stream, item: Item) -> None:
         stream.repetitions.inc()
@@ -268,17 +336,7 @@ class PrometheusSink:
         end: StreamEnded = item.event
         families, model = self._families, stream.model
         if stream.cost is not None:
-            usage = stream.cost.usage
-            tokens = (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_input_tokens,
-                usage.cache_creation_input_tokens,
-            )
-            for child, count in zip(stream.tokens, tokens, strict=True):
-                child.inc(count)
-            if math.isfinite(stream.cost.usd):
-                stream.cost_usd.inc(stream.cost.usd)
+            stream.correct(stream.cost)
         families.requests.labels(model, end.outcome).inc()
         if end.error_type is not None:
             families.request_errors.labels(model, end.error_type).inc()

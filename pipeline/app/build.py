@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pipeline.config import FileSinkConfig, RequestConfig, RunConfig, SinkConfig, StdoutSinkConfig
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import (
+    FileSinkConfig,
+    PrometheusSinkConfig,
+    RequestConfig,
+    RunConfig,
+    SinkConfig,
+    StdoutSinkConfig,
+)
 from pipeline.errors import ConfigError
 from pipeline.sink import Buffer, OnError, OnFull, SinkSpec
 from pipeline.stages import StageFactory
@@ -52,8 +61,8 @@ def build_stages(config: RunConfig) -> list[StageFactory]:
     return [stage.factory() for stage in config.stages]
 
 
-def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
-    """One configured sink with its fan-out policies."""
+def build_sink(config: SinkConfig, *, verbose: bool, registry: CollectorRegistry | None = None) -> SinkSpec:
+    """One configured sink with its fan-out policies; a prometheus sink's families go on ``registry``."""
     if isinstance(config, FileSinkConfig):
         sink: Any = FileSink(config.path, mode=config.mode, name=config.name)
     elif isinstance(config, StdoutSinkConfig):
@@ -66,7 +75,11 @@ def build_sink(config: SinkConfig, *, verbose: bool) -> SinkSpec:
             grouping=config.grouping,
             push_interval=config.push_interval,
             delete_on_success=config.delete_on_success,
+            linger=config.linger,
             name=config.name,
+            ttft_buckets=config.ttft_buckets,
+            duration_buckets=config.duration_buckets,
+            registry=registry,
         )
     return SinkSpec(sink, config.buffer_spec(), config.on_error)
 
@@ -77,3 +90,43 @@ def build_sinks(config: RunConfig, *, verbose: bool, status_line: bool) -> list[
     if status_line:
         specs.append(SinkSpec(StatusLineSink(sys.stderr), Buffer(256, OnFull.DROP_OLDEST), OnError.DISABLE))
     return specs
+
+
+def build_service_sinks(
+    config: RunConfig,
+    *,
+    command: str,
+    source: str,
+    metrics_port: int | None,
+    registry: CollectorRegistry | None = None,
+) -> list[SinkSpec]:
+    """The sinks of a process that runs many streams at once (``rillet serve``, ``rillet worker``).
+
+    Only metrics apply there: one report file or one terminal cannot hold many reports at once, so
+    any other sink the config names is refused (:class:`ConfigError`, naming ``source`` and the
+    sink), never ignored. A config without ``[[sinks]]`` names none (its defaults are for ``rillet
+    run``). ``--metrics-port`` serves the prometheus sink on that loopback port, adding one if the
+    config has none; that one does not linger, a long-running process has no short end to catch.
+    """
+    configured = config.sinks if "sinks" in config.model_fields_set else []
+    prometheus: list[PrometheusSinkConfig] = []
+    for index, sink in enumerate(configured):
+        if not isinstance(sink, PrometheusSinkConfig):
+            raise ConfigError(
+                f"{source}: sinks[{index}] ({sink.name}): {command} runs many streams at once, so a "
+                f"{sink.type} sink cannot apply; only prometheus sinks do"
+            )
+        prometheus.append(sink)
+    if len(prometheus) > 1:
+        raise ConfigError(f"{source}: {command} serves one /metrics: give it one prometheus sink")
+    if metrics_port is not None:
+        address = f"127.0.0.1:{metrics_port}"
+        if prometheus:
+            prometheus = [prometheus[0].model_copy(update={"address": address})]
+        else:
+            prometheus = [
+                PrometheusSinkConfig(
+                    type="prometheus", name="prometheus", address=address, linger=0, on_error=OnError.DISABLE
+                )
+            ]
+    return [build_sink(sink, verbose=False, registry=registry) for sink in prometheus]

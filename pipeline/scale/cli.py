@@ -113,8 +113,18 @@ def _worker(args: argparse.Namespace) -> int:
             args.out_dir.mkdir(parents=True, exist_ok=True)  # fail before taking any job, not after paying
         except OSError as exc:
             raise ConfigError(f"--out-dir: cannot create {str(args.out_dir)!r}: {exc.strerror}") from exc
+    from pipeline.app.build import build_service_sinks
+    from pipeline.scale.metrics import ScaleMetrics
     from pipeline.scale.run import run_worker
     from pipeline.scale.worker import WorkerSettings
 
     settings = WorkerSettings(concurrency=args.concurrency, out_dir=args.out_dir, resume=config.resume)
-    return anyio.run(run_worker, config, redis, settings, args.metrics_port)
+    metrics = ScaleMetrics()
+    sinks = build_service_sinks(
+        config,
+        command="rillet worker",
+        source=str(args.config or "the built-in config"),
+        metrics_port=args.metrics_port,
+        registry=metrics.registry,
+    )
+    return anyio.run(run_worker, config, redis, settings, metrics, sinks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 
 import anyio
 
@@ -19,20 +20,26 @@ from pipeline.scale._redis import RedisCancelSignals, RedisEventLog, RedisJobQue
 from pipeline.scale.metrics import ScaleMetrics
 from pipeline.scale.settings import RedisConfig
 from pipeline.scale.worker import Worker, WorkerSettings
-from sinks._server import MetricsServer
+from pipeline.sink import SinkSpec
+from sinks._shared import SharedSinks
 
 
 async def run_worker(
-    config: RunConfig, redis: RedisConfig, settings: WorkerSettings, metrics_port: int | None
+    config: RunConfig,
+    redis: RedisConfig,
+    settings: WorkerSettings,
+    metrics: ScaleMetrics,
+    sinks: Sequence[SinkSpec] = (),
 ) -> int:
-    """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease."""
-    metrics = ScaleMetrics()
-    server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
-    if server is not None:
-        sys.stderr.write(
-            f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics\n"
-        )
-    try:
+    """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease.
+
+    ``sinks`` (metrics, on ``metrics``' registry) stay open for the worker's life, lent to each job.
+    """
+    async with SharedSinks(sinks) as shared:
+        for spec in sinks:
+            address = getattr(spec.sink, "address", None)
+            if address is not None:
+                sys.stderr.write(f"rillet worker: metrics on http://{address[0]}:{address[1]}/metrics\n")
         async with open_redis(redis) as client, open_endpoint(config.api.base_url) as endpoint:
             queue = RedisJobQueue(client, redis)
             await queue.ensure_group()
@@ -51,6 +58,7 @@ async def run_worker(
                 redis,
                 settings,
                 metrics,
+                shared,
             )
             # One write: worker processes sharing a pipe must not interleave their lines.
             sys.stderr.write(f"rillet worker {settings.consumer}: ready ({settings.concurrency} slots)\n")
@@ -58,9 +66,6 @@ async def run_worker(
             async with api, anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
                 await worker.run()
-    finally:
-        if server is not None:
-            server.close()
     return 0
 
 

@@ -65,6 +65,7 @@ from pipeline.scale.settings import RedisConfig
 from pipeline.sink import Buffer, OnError, SinkSpec
 from pipeline.source import Source
 from pipeline.stages import StageFactory
+from sinks._shared import SharedSinks
 from sinks.file import FileSink
 from sinks.redis_log import RedisLogSink
 
@@ -107,6 +108,7 @@ class Worker:
         redis: RedisConfig,
         settings: WorkerSettings,
         metrics: ScaleMetrics,
+        shared: SharedSinks | None = None,
     ) -> None:
         self.queue = queue
         self.events = events
@@ -116,6 +118,8 @@ class Worker:
         self.redis = redis
         self.settings = settings
         self.metrics = metrics
+        self.shared = shared
+        """The process's shared sinks (metrics), lent to each job's fan-out beside its log."""
         self.running = 0
         self._freed = anyio.Event()
         self._jobs: dict[str, _Running] = {}
@@ -261,7 +265,8 @@ class Worker:
         """Runs the job; one cancelled before it started runs no request and ends at once."""
         stream = StreamRun(take.request, self.stages, lease.job_id)
         running.start(stream)
-        fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL)], flush_timeout=FLUSH_TIMEOUT)
+        lent = self.shared.lend() if self.shared is not None else []
+        fanout = FanOut([SinkSpec(sink, Buffer(1024), OnError.FAIL), *lent], flush_timeout=FLUSH_TIMEOUT)
         result: StreamResult | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew, lease, running)
@@ -270,6 +275,9 @@ class Worker:
                     result = await stream.run(source, fanout)
             except SinkError:
                 pass  # the result already says so; a fenced sink is handled below
+            finally:
+                if self.shared is not None:
+                    self.shared.returned(fanout.statistics)
             tg.cancel_scope.cancel()
         if sink.lost is not None:
             raise sink.lost

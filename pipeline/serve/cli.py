@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from pipeline.app.build import build_stages
+from pipeline.app.build import build_service_sinks, build_stages
 from pipeline.app.endpoint import add_simulator_argument, open_endpoint, simulator_preset
 from pipeline.client import make_client
 from pipeline.config import RunConfig
@@ -71,7 +71,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="serve jobs from this Redis as a replica (wins over the config's [redis] url)",
     )
     serve.add_argument(
-        "--metrics-port", type=int, help="a replica serves /metrics on this port (0: a free one)"
+        "--metrics-port",
+        type=int,
+        help="serve /metrics on this loopback port (0: a free one): the pipeline's metrics, or a replica's",
     )
     add_simulator_argument(serve)
     serve.set_defaults(func=run)
@@ -91,8 +93,6 @@ def run(args: argparse.Namespace) -> int:
     config, redis = read_scale_config(args.config)
     if args.redis:
         redis = (redis or RedisConfig()).model_copy(update={"url": args.redis})
-    if args.metrics_port is not None and redis is None:
-        raise ConfigError("--metrics-port: only a replica (--redis URL) serves /metrics")
     if args.max_kept_mib < 1:
         raise ConfigError(f"--max-kept-mib must be at least 1, got {args.max_kept_mib}")
     settings = ServeSettings(
@@ -105,11 +105,20 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=config.request.max_tokens,
         max_kept_bytes=args.max_kept_mib << 20,
     )
+    source = str(args.config or "the built-in config")
     if redis is not None:
+        if "sinks" in config.model_fields_set:
+            raise ConfigError(
+                f"{source}: [[sinks]]: a replica (--redis) runs no model, so its sinks would receive "
+                "nothing; give them to the workers (rillet worker)"
+            )
         return anyio.run(replica_until_stopped, settings, redis, args.metrics_port)
+    sinks = build_service_sinks(config, command="rillet serve", source=source, metrics_port=args.metrics_port)
     simulator = simulator_preset(args.simulator)
     return anyio.run(
-        lambda: serve_until_stopped(settings, config, stages=build_stages(config), simulator=simulator)
+        lambda: serve_until_stopped(
+            settings, config, stages=build_stages(config), sinks=sinks, simulator=simulator
+        )
     )
 
 
@@ -159,6 +168,13 @@ async def serve_until_stopped(
                 timeout=config.api.timeout,
             )
             async with client, open_server(settings, client=client, stages=stages, sinks=sinks) as server:
+                for spec in sinks:
+                    address = getattr(spec.sink, "address", None)
+                    if address is not None:
+                        print(
+                            f"rillet serve: metrics on http://{address[0]}:{address[1]}/metrics",
+                            file=sys.stderr,
+                        )
                 print(
                     f"rillet serve: open {_link(server.url, settings)} (Ctrl+C stops)",
                     file=sys.stderr,

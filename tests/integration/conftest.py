@@ -61,11 +61,11 @@ def _start(argv: Sequence[str], address: str, log: IO[bytes], log_path: Path) ->
         except subprocess.TimeoutExpired:
             continue
         break
-    _stop(process)
+    stop(process)
     pytest.fail(f"{argv[0]} was not ready within {READY_TIMEOUT} s; its log:\n{log_path.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -112,18 +112,40 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[Sequence[str]], Serve
             yield start
         finally:
             for server in servers:
-                _stop(server.process)
+                stop(server.process)
+
+
+def pushgateway_argv(address: str) -> list[str]:
+    """A Pushgateway that starts clean and keeps groups in memory only.
+
+    Debian's build persists groups by default (``--persistence.file`` defaults to
+    ``/var/lib/prometheus/pushgateway.data``), so every test run would find the groups of the last
+    one; the empty ``--persistence.file=`` turns persistence off.
+    """
+    return [_binary("prometheus-pushgateway"), f"--web.listen-address={address}", "--persistence.file="]
 
 
 @pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[Server]:
-    """A Pushgateway with persistence off (its default): groups live only as long as the process."""
-    binary = _binary("prometheus-pushgateway")
-    address = f"127.0.0.1:{free_port()}"
+def start_pushgateway(tmp_path: Path) -> Iterator[Callable[[], Server]]:
+    """Starts Pushgateways with :func:`pushgateway_argv` (persistence off); stops them at teardown."""
+    servers: list[Server] = []
     with open(tmp_path / "pushgateway.log", "wb") as log:
-        argv = [binary, f"--web.listen-address={address}", "--log.level=warn"]
-        server = _start(argv, address, log, tmp_path / "pushgateway.log")
+
+        def start() -> Server:
+            address = f"127.0.0.1:{free_port()}"
+            argv = [*pushgateway_argv(address), "--log.level=warn"]
+            servers.append(_start(argv, address, log, tmp_path / "pushgateway.log"))
+            return servers[-1]
+
         try:
-            yield server
+            yield start
         finally:
-            _stop(server.process)
+            for server in servers:
+                stop(server.process)
+
+
+@pytest.fixture
+def pushgateway(start_pushgateway: Callable[[], Server]) -> Server:
+    """A Pushgateway started with ``--persistence.file=`` (empty): persistence off, so it starts
+    clean, whatever Debian's default or an earlier run left in its data file."""
+    return start_pushgateway()

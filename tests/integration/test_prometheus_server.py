@@ -35,6 +35,11 @@ MODEL = "claude-sonnet-4-6"
 STAGES = (AccumulateStage, LatencyStage, CostStage)
 SIMULATOR = SimulatorSettings(scenario="report", ttft_ms=40, tokens_per_s=1500, report_tokens=2500)
 """About two seconds a stream: long enough for a 1 s scrape interval to see the run in progress."""
+BILLED_OUTPUT = (
+    'sum(rillet_tokens_total{token_type="output"})'
+    ' - sum(rillet_tokens_overestimated_total{token_type="output"})'
+)
+"""Output tokens billed: the live count, less what its estimates counted beyond the final usage."""
 DEADLINE = 30.0
 """Seconds a test waits for Prometheus to have scraped what the run reported."""
 
@@ -153,8 +158,7 @@ async def test_prometheus_scrapes_what_the_run_reported(
                 return (
                     await query(prometheus, "sum(rillet_time_to_first_delta_seconds_count)")
                     == want["ttft_count"]
-                    and await query(prometheus, 'sum(rillet_tokens_total{token_type="output"})')
-                    == want["output"]
+                    and await query(prometheus, BILLED_OUTPUT) == want["output"]
                     and await query(prometheus, 'sum(rillet_tokens_total{token_type="input"})')
                     == want["input"]
                     and await query(prometheus, 'sum(rillet_requests_total{outcome="completed"})')
@@ -184,7 +188,9 @@ async def test_batch_job_pushes_its_totals_and_last_success(pushgateway: Server)
         want = expected(await run_streams([sink], sim.base_url, 2))
     samples = await gateway_samples(pushgateway, "rillet_test")
     labels = {"model": MODEL, "report": "r1"}
-    assert samples[key("rillet_tokens_total", **labels, token_type="output")] == want["output"]
+    output = key("rillet_tokens_total", **labels, token_type="output")
+    overestimated = key("rillet_tokens_overestimated_total", **labels, token_type="output")
+    assert samples[output] - samples[overestimated] == want["output"]
     assert samples[key("rillet_requests_total", **labels, outcome="completed")] == want["completed"]
     assert samples[key("rillet_time_to_first_delta_seconds_count", **labels)] == want["ttft_count"]
     assert before <= samples[key("rillet_job_last_success_timestamp_seconds", report="r1")] <= time.time()
