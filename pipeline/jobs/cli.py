@@ -52,7 +52,7 @@ def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         request["model"] = args.model
     if args.max_tokens is not None:
         request["max_tokens"] = args.max_tokens
-    config = config.model_copy(update={"request": config.request.model_copy(update=request)})
+    config = config.with_request(**request)
     if args.out is not None:
         config = config.with_report_path(args.out)
     return config

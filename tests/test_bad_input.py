@@ -1,0 +1,145 @@
+"""Every bad input, however it arrives, gets one line naming it, exit status 2 and no traceback.
+
+One table: each row is a real ``rillet`` process with its arguments, environment and files, the
+text its first stderr line must hold, and, where output existed before the bad part, what must
+have been kept. Rows run offline: nothing here may reach the API (no key, no base URL, unless a
+row sets one that nothing listens on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, clean_environment
+
+RILLET = [sys.executable, "-m", "pipeline.cli"]
+BASIC = (FIXTURES / "sdk-basic_response.sse").read_text(encoding="utf-8")
+"""A recorded stream that starts a message and a text block and streams text into it."""
+BASIC_LINES = BASIC.count("\n")
+MESSAGE_START = BASIC[: BASIC.index("event: content_block_start")]
+TEXT_STARTED = BASIC[: BASIC.index("event: content_block_stop")]
+"""The stream up to its first block's stop: a message with some text, and every line ends."""
+
+
+def event(name: str, data: object) -> str:
+    """One SSE event, its data given as JSON text or as a value to encode."""
+    return f"event: {name}\ndata: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+def line_of(text: str) -> int:
+    """The line the next event's data will be on, after ``text`` and an ``event:`` line."""
+    return text.count("\n") + 2
+
+
+Check = Callable[[Path, subprocess.CompletedProcess[str]], None]
+
+
+def partial_text(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
+    """The message so far was written, with the text that came before the bad event."""
+    message = json.loads((tmp_path / "final.json").read_text(encoding="utf-8"))
+    assert message["content"][0]["type"] == "text"
+    assert message["content"][0]["text"], message
+
+
+def partial_start(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
+    """The message_start came before the bad event: its id is in the partial message."""
+    message = json.loads((tmp_path / "final.json").read_text(encoding="utf-8"))
+    assert message["id"].startswith("msg_"), message
+
+
+def nothing_sent(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
+    """Refused before any request: the embedded simulator was never started."""
+    assert "built-in simulator" not in done.stderr
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad input: ``files`` are written into the working folder first (text, or bytes)."""
+
+    id: str
+    argv: tuple[str, ...]
+    expect: str
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    kept: Check | None = None
+
+
+ROWS = [
+    # 1. Command-line values pass the config's own rules.
+    Row("run max-tokens 0", ("run", "--max-tokens", "0"), "--max-tokens: ", kept=nothing_sent),
+    Row("run max-tokens -5", ("run", "--max-tokens", "-5"), "greater than or equal to 1", kept=nothing_sent),
+    Row("run model empty", ("run", "--model", ""), "--model: ", kept=nothing_sent),
+    Row("run prompt empty", ("run", "--prompt", ""), "--prompt: ", kept=nothing_sent),
+    Row("submit max-tokens 0", ("submit", "--max-tokens", "0"), "--max-tokens: "),
+    Row("submit max-tokens -5", ("submit", "--max-tokens", "-5"), "--max-tokens: "),
+    Row("submit model empty", ("submit", "--model", ""), "--model: "),
+    Row(
+        "config prompt empty",
+        ("run", "job.toml"),
+        "job.toml: request.prompt: ",
+        files={"job.toml": '[request]\nprompt = ""\n'},
+        kept=nothing_sent,
+    ),
+    Row(
+        "config prompt blank",
+        ("run", "job.toml"),
+        "job.toml: request.prompt: ",
+        files={"job.toml": '[request]\nprompt = "  \\n"\n'},
+        kept=nothing_sent,
+    ),
+    Row(
+        "config max_tokens 0",
+        ("run", "job.toml"),
+        "job.toml: request.max_tokens: ",
+        files={"job.toml": "[request]\nmax_tokens = 0\n"},
+        kept=nothing_sent,
+    ),
+    Row(
+        "file sink path empty",
+        ("run", "job.toml"),
+        "job.toml: sinks[0].path: ",
+        files={"job.toml": '[[sinks]]\ntype = "file"\npath = ""\n'},
+        kept=nothing_sent,
+    ),
+    Row(
+        "file sink path a folder name",
+        ("replay", "rec.sse", "--config", "job.toml"),
+        "job.toml: sinks[0].path: ",
+        files={"rec.sse": BASIC, "job.toml": '[[sinks]]\ntype = "file"\npath = "out/.."\n'},
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
+    for name, content in row.files.items():
+        target = tmp_path / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+    done = subprocess.run(
+        [*RILLET, *row.argv],
+        cwd=tmp_path,
+        env=clean_environment(PYTHONPATH=os.pathsep.join(sys.path), **row.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines, f"nothing on stderr; exit {done.returncode}"
+    assert row.expect in lines[0], done.stderr
+    assert lines[0].startswith("rillet"), done.stderr
+    assert done.returncode == 2, done.stderr
+    if row.kept is not None:
+        row.kept(tmp_path, done)
