@@ -24,6 +24,7 @@ from anthropic._models import construct_type
 from anthropic.types import RawMessageStreamEvent
 
 from pipeline.errors import InputError, SourceError
+from pipeline.event_shapes import shape_problem
 
 CHUNK_SIZE = 1 << 16
 """Bytes read at a time, so a long recording or a pipe on stdin streams rather than loads."""
@@ -106,9 +107,17 @@ def _dispatch(event: str | None, data: list[str], line: int, name: str) -> Recor
         value = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{name}:{line}: the data of event {event!r} is not JSON ({exc}).") from exc
+    except RecursionError:
+        raise InputError(f"{name}:{line}: the data of event {event!r} is nested too deeply.") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise InputError(f"{name}:{line}: the data of event {event!r} is not an object with a 'type' string.")
-    event_object = construct_type(type_=RawMessageStreamEvent, value=value)
+    problem = shape_problem(value)
+    if problem is not None:
+        raise InputError(f"{name}:{line}: event {value['type']!r}: {problem}.")
+    try:
+        event_object = construct_type(type_=RawMessageStreamEvent, value=value)
+    except RecursionError:
+        raise InputError(f"{name}:{line}: the data of event {event!r} is nested too deeply.") from None
     return RecordedEvent(line, cast(RawMessageStreamEvent, event_object))
 
 

@@ -55,6 +55,12 @@ def partial_start(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> Non
     assert message["id"].startswith("msg_"), message
 
 
+def no_final_json(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
+    """Refused before the replay began: nothing was written where the message would go."""
+    assert not done.stdout
+    assert not (tmp_path / "final.json").exists()
+
+
 def nothing_sent(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
     """Refused before any request: the embedded simulator was never started."""
     assert "built-in simulator" not in done.stderr
@@ -70,6 +76,8 @@ class Row:
     files: dict[str, str | bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     kept: Check | None = None
+    status: int = 2
+    """2 for bad input; 1 for a well-formed recording of a stream that failed, as ``run`` exits."""
 
 
 ROWS = [
@@ -118,10 +126,102 @@ ROWS = [
 ]
 
 
+def replay_row(
+    id: str, recording: str, expect: str, kept: Check | None = partial_text, status: int = 2
+) -> Row:
+    """``rillet replay rec.sse --final-json final.json`` of the given recording."""
+    argv = ("replay", "rec.sse", "--final-json", "final.json")
+    return Row(id, argv, expect, files={"rec.sse": recording}, kept=kept, status=status)
+
+
+DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "more"}}
+TEXT_STOPPED = TEXT_STARTED + event("content_block_stop", {"type": "content_block_stop", "index": 0})
+ROWS += [
+    # 3. Recordings whose events are well-formed SSE but wrongly shaped, or that end oddly.
+    replay_row(
+        "replay index zero",
+        TEXT_STARTED + event("content_block_delta", DELTA | {"index": "zero"}),
+        f"rec.sse:{line_of(TEXT_STARTED)}: event 'content_block_delta': index: ",
+    ),
+    replay_row(
+        "replay delta 5",
+        TEXT_STARTED + event("content_block_delta", DELTA | {"delta": 5}),
+        f"rec.sse:{line_of(TEXT_STARTED)}: event 'content_block_delta': delta: ",
+    ),
+    replay_row(
+        "replay message null",
+        event("message_start", {"type": "message_start", "message": None}),
+        "rec.sse:2: event 'message_start': message: ",
+        kept=None,
+    ),
+    replay_row(
+        "replay content 5",
+        event("message_start", {"type": "message_start", "message": {"id": "msg_1", "content": 5}}),
+        "rec.sse:2: event 'message_start': message.content: ",
+        kept=None,
+    ),
+    replay_row(
+        "replay output_tokens many",
+        TEXT_STOPPED
+        + event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": "many"},
+            },
+        ),
+        f"rec.sse:{line_of(TEXT_STOPPED)}: event 'message_delta': usage.output_tokens: ",
+    ),
+    replay_row(
+        "replay JSON nested 100,000 deep",
+        TEXT_STARTED
+        + event("content_block_delta", '{"type": "x", "a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        f"rec.sse:{line_of(TEXT_STARTED)}: the data of event 'content_block_delta' is nested too deeply",
+    ),
+    replay_row(
+        "replay delta without a block start",
+        MESSAGE_START + event("content_block_delta", DELTA),
+        f"rec.sse:{line_of(MESSAGE_START)}: 'content_block_delta' for block 0, which no",
+        kept=partial_start,
+    ),
+    replay_row(
+        "replay delta before message_start",
+        event("content_block_delta", DELTA),
+        "rec.sse:2: 'content_block_delta' before any 'message_start'",
+        kept=None,
+    ),
+    replay_row("replay empty file", "", "rec.sse: no 'message_start' event", kept=no_final_json),
+    replay_row(
+        "replay error event",
+        TEXT_STARTED
+        + event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        f"overloaded_error: Overloaded (rec.sse:{line_of(TEXT_STARTED)})",
+        status=1,
+    ),
+    replay_row("replay ends before message_stop", TEXT_STARTED, "rec.sse: the stream ended before", status=1),
+    Row(
+        "replay final-json in a missing folder",
+        ("replay", "rec.sse", "--final-json", "missing/final.json"),
+        "--final-json: the folder 'missing' does not exist",
+        files={"rec.sse": BASIC},
+        kept=no_final_json,
+    ),
+    Row(
+        "replay final-json a folder",
+        ("replay", "rec.sse", "--final-json", "out"),
+        "--final-json: 'out' is a folder",
+        files={"rec.sse": BASIC, "out/keep": ""},
+        kept=no_final_json,
+    ),
+]
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
     for name, content in row.files.items():
         target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             target.write_bytes(content)
         else:
@@ -140,6 +240,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
     assert lines, f"nothing on stderr; exit {done.returncode}"
     assert row.expect in lines[0], done.stderr
     assert lines[0].startswith("rillet"), done.stderr
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == row.status, done.stderr
     if row.kept is not None:
         row.kept(tmp_path, done)
