@@ -201,6 +201,20 @@ ROWS += [
     ),
     replay_row("replay ends before message_stop", TEXT_STARTED, "rec.sse: the stream ended before", status=1),
     Row(
+        "replay line over --max-line-bytes",
+        ("replay", "rec.sse", "--final-json", "final.json", "--max-line-bytes", "1000"),
+        f"rec.sse:{line_of(TEXT_STARTED)}: line longer than 1000 bytes",
+        files={"rec.sse": TEXT_STARTED + event("content_block_delta", DELTA | {"pad": "x" * 2000})},
+        kept=partial_text,
+    ),
+    Row(
+        "replay no line break over --max-line-bytes",
+        ("replay", "rec.sse", "--final-json", "final.json", "--max-line-bytes", "1000"),
+        f"rec.sse:{BASIC_LINES + 1}: line longer than 1000 bytes",
+        files={"rec.sse": BASIC + "x" * 5000},
+        kept=partial_text,
+    ),
+    Row(
         "replay final-json in a missing folder",
         ("replay", "rec.sse", "--final-json", "missing/final.json"),
         "--final-json: the folder 'missing' does not exist",

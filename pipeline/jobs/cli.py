@@ -10,6 +10,7 @@ import anyio
 from pipeline.config import RunConfig, load_config
 from pipeline.jobs.replay import replay
 from pipeline.jobs.report import run_report
+from pipeline.sse_file import MAX_LINE_BYTES
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +29,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rep.add_argument("file", type=Path, help="a recorded stream: event:/data: lines, as the API sends them")
     rep.add_argument("--config", type=Path, help="stages and sinks to run it through")
     rep.add_argument("--final-json", type=Path, help="write the accumulated message here (default: stdout)")
+    rep.add_argument(
+        "--max-line-bytes",
+        type=_positive,
+        default=MAX_LINE_BYTES,
+        help=f"refuse a recording with a longer line (default: {MAX_LINE_BYTES}, 16 MiB)",
+    )
     rep.set_defaults(func=_replay)
 
 
@@ -38,7 +45,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
-    return anyio.run(replay, args.file, config, args.final_json)
+    return anyio.run(replay, args.file, config, args.final_json, args.max_line_bytes)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:

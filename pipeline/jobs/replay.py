@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError, InputError, SourceError
 from pipeline.events import AttemptStarted, Item
 from pipeline.fanout import FanOut
 from pipeline.runner import StreamRun, new_stream_id
-from pipeline.sse_file import read_sse_events
+from pipeline.sse_file import MAX_LINE_BYTES, read_sse_events
 from pipeline.stages.accumulate import AccumulateStage
 
 
@@ -34,8 +34,9 @@ class RecordingSource:
     silently, so it is refused here, naming the line.
     """
 
-    def __init__(self, path: Path, stream_id: str) -> None:
+    def __init__(self, path: Path, stream_id: str, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._path = path
+        self._max_line_bytes = max_line_bytes
         self._stream_id = stream_id
         self.attempts = 1
 
@@ -44,7 +45,7 @@ class RecordingSource:
             await send.send(self._item(AttemptStarted(1, "replay", str(self._path))))
             started = False
             open_blocks: set[int] = set()
-            for line, event in read_sse_events(self._path):
+            for line, event in read_sse_events(self._path, max_line_bytes=self._max_line_bytes):
                 kind = event.type
                 index: int | None = getattr(event, "index", None)  # checked an int by the reader
                 if kind != "message_start" and kind in _IN_A_MESSAGE and not started:
@@ -79,7 +80,9 @@ _IN_A_MESSAGE = frozenset(
 )
 
 
-async def replay(path: Path, config: RunConfig | None, final_json: Path | None) -> int:
+async def replay(
+    path: Path, config: RunConfig | None, final_json: Path | None, max_line_bytes: int = MAX_LINE_BYTES
+) -> int:
     """Replays ``path``; returns the exit status, or raises the input's own error once flushed.
 
     A recording that ends in an ``error`` event, or before ``message_stop``, is replayed whole and
@@ -93,7 +96,7 @@ async def replay(path: Path, config: RunConfig | None, final_json: Path | None) 
         stages = [AccumulateStage, *stages]
     stream = StreamRun({"model": ""}, stages, new_stream_id())
     async with FanOut(build_sinks(config, verbose=False, status_line=False)) as fanout:
-        result = await stream.run(RecordingSource(path, stream.stream_id), fanout)
+        result = await stream.run(RecordingSource(path, stream.stream_id, max_line_bytes), fanout)
     if result.message is not None:
         text = json.dumps(result.message, indent=2, ensure_ascii=False) + "\n"
         if final_json is None:
