@@ -77,6 +77,8 @@ class Row:
     env: dict[str, str] = field(default_factory=dict)
     kept: Check | None = None
     status: int = 2
+    line: int = 0
+    """The stderr line that names the problem: ``bench`` prints its cost estimate first."""
     """2 for bad input; 1 for a well-formed recording of a stream that failed, as ``run`` exits."""
 
 
@@ -122,6 +124,25 @@ ROWS = [
         ("replay", "rec.sse", "--config", "job.toml"),
         "job.toml: sinks[0].path: ",
         files={"rec.sse": BASIC, "job.toml": '[[sinks]]\ntype = "file"\npath = "out/.."\n'},
+    ),
+]
+
+NO_KEY = "ANTHROPIC_BASE_URL is set (http://127.0.0.1:9) but no key is: set ANTHROPIC_API_KEY"
+ROWS += [
+    # 2. A base URL without a key.
+    Row("run base URL without key", ("run",), NO_KEY, env={"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}),
+    Row(
+        "bench base URL without key",
+        ("bench", "--num-requests", "1", "--output-tokens", "8", "--warmup", "0", "--progress", "off"),
+        NO_KEY,
+        env={"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"},
+        line=1,
+    ),
+    Row(
+        "run config base_url without key",
+        ("run", "job.toml"),
+        "api.base_url is set (http://127.0.0.1:9) but no key is",
+        files={"job.toml": '[api]\nbase_url = "http://127.0.0.1:9"\n'},
     ),
 ]
 
@@ -252,8 +273,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.splitlines()
     assert lines, f"nothing on stderr; exit {done.returncode}"
-    assert row.expect in lines[0], done.stderr
-    assert lines[0].startswith("rillet"), done.stderr
+    assert len(lines) == row.line + 1, done.stderr
+    assert row.expect in lines[row.line], done.stderr
+    assert lines[row.line].startswith("rillet"), done.stderr
     assert done.returncode == row.status, done.stderr
     if row.kept is not None:
         row.kept(tmp_path, done)
