@@ -77,6 +77,8 @@ class Row:
     env: dict[str, str] = field(default_factory=dict)
     kept: Check | None = None
     status: int = 2
+    setup: Callable[[Path], None] | None = None
+    """Makes further files in the working folder, such as a large sparse one."""
     line: int = 0
     """The stderr line that names the problem: ``bench`` prints its cost estimate first."""
     """2 for bad input; 1 for a well-formed recording of a stream that failed, as ``run`` exits."""
@@ -143,6 +145,41 @@ ROWS += [
         ("run", "job.toml"),
         "api.base_url is set (http://127.0.0.1:9) but no key is",
         files={"job.toml": '[api]\nbase_url = "http://127.0.0.1:9"\n'},
+    ),
+]
+
+
+def sparse(size: int) -> Callable[[Path], None]:
+    """Makes ``big.md`` of ``size`` bytes without writing them (a sparse file): cheap on any disk."""
+
+    def make(folder: Path) -> None:
+        with (folder / "big.md").open("wb") as file:
+            file.truncate(size)
+
+    return make
+
+
+ROWS += [
+    # 6. A prompt over the Messages API's 32 MB request limit is refused before it is sent or read whole.
+    Row(
+        "run prompt file of 200 MB",
+        ("run", "--prompt-file", "big.md"),
+        "big.md' is 200,000,000 bytes; the Messages API accepts requests of at most 32,000,000",
+        setup=sparse(200_000_000),
+        kept=nothing_sent,
+    ),
+    Row(
+        "submit prompt file of 33 MB",
+        ("submit", "--prompt-file", "big.md"),
+        "is 33,000,000 bytes; the Messages API accepts requests of at most 32,000,000",
+        setup=sparse(33_000_000),
+    ),
+    Row(
+        "run config prompt of 33 MB",
+        ("run", "job.toml"),
+        "request: the request would be 33,000,",
+        files={"job.toml": f'[request]\nprompt = "{"x" * 33_000_000}"\n'},
+        kept=nothing_sent,
     ),
 ]
 
@@ -261,6 +298,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
             target.write_bytes(content)
         else:
             target.write_text(content, encoding="utf-8")
+    if row.setup is not None:
+        row.setup(tmp_path)
     done = subprocess.run(
         [*RILLET, *row.argv],
         cwd=tmp_path,
