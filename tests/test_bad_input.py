@@ -8,17 +8,21 @@ row sets one that nothing listens on).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FIXTURES, clean_environment
+from tests.scale.scale_harness import RedisServer
 
 RILLET = [sys.executable, "-m", "pipeline.cli"]
 BASIC = (FIXTURES / "sdk-basic_response.sse").read_text(encoding="utf-8")
@@ -183,6 +187,45 @@ ROWS += [
     ),
 ]
 
+ROWS += [
+    # 5. Servers and connections: BUSY is a port this test listens on, REDIS a real redis-server's URL.
+    Row("simulate on a busy port", ("simulate", "--port", "BUSY"), "cannot listen on 127.0.0.1:BUSY"),
+    Row("serve on a busy port", ("serve", "--port", "BUSY"), "cannot listen on 127.0.0.1:BUSY", line=1),
+    Row(
+        "worker metrics on a busy port",
+        ("worker", "--redis", "REDIS/0", "--metrics-port", "BUSY"),
+        "--metrics-port: cannot listen on 127.0.0.1:BUSY",
+    ),
+    Row(
+        "replica metrics on a busy port",
+        ("serve", "--port", "0", "--redis", "REDIS/0", "--metrics-port", "BUSY"),
+        "--metrics-port: cannot listen on 127.0.0.1:BUSY",
+    ),
+    Row("jobs --redis notaurl", ("jobs", "--redis", "notaurl"), "--redis: 'notaurl' is not a Redis URL"),
+    Row("submit --redis notaurl", ("submit", "--redis", "notaurl"), "--redis: 'notaurl' is not a Redis URL"),
+    Row(
+        "serve --redis notaurl",
+        ("serve", "--port", "0", "--redis", "notaurl"),
+        "--redis: 'notaurl' is not a Redis URL",
+    ),
+    Row(
+        "config [redis] url notaurl",
+        ("worker", "job.toml"),
+        "job.toml: [redis]: url: Value error, 'notaurl' is not a Redis URL",
+        files={"job.toml": '[redis]\nurl = "notaurl"\n'},
+    ),
+    Row(
+        "jobs --redis database 99",
+        ("jobs", "--redis", "REDIS/99"),
+        "Redis at 'REDIS/99' refused the connection: DB index is out of range",
+    ),
+    Row(
+        "worker --redis database 99",
+        ("worker", "--redis", "REDIS/99"),
+        "Redis at 'REDIS/99' refused the connection: DB index is out of range",
+    ),
+]
+
 
 def replay_row(
     id: str, recording: str, expect: str, kept: Check | None = partial_text, status: int = 2
@@ -289,8 +332,45 @@ ROWS += [
 ]
 
 
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port something already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def redis_url(tmp_path: Path, stack: contextlib.ExitStack) -> str:
+    """A real redis-server for the test, stopped when it ends; its URL without a database."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    stack.callback(server.stop)
+    return server.url.removesuffix("/0")
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row) -> None:
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row, busy_port: int) -> None:
+    with contextlib.ExitStack() as stack:
+        needs_redis = any("REDIS" in arg for arg in row.argv)
+        places = {"BUSY": str(busy_port), "REDIS": redis_url(tmp_path, stack) if needs_redis else "REDIS"}
+        row = dataclasses.replace(
+            row,
+            argv=tuple(_fill(arg, places) for arg in row.argv),
+            expect=_fill(row.expect, places),
+        )
+        check_row(tmp_path, row)
+
+
+def _fill(text: str, places: dict[str, str]) -> str:
+    for name, value in places.items():
+        text = text.replace(name, value)
+    return text
+
+
+def check_row(tmp_path: Path, row: Row) -> None:
+    """Runs the row's command in ``tmp_path`` and checks its one line, its status and what it kept."""
     for name, content in row.files.items():
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,10 @@ from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.jobs.cli import with_overrides
 from pipeline.scale._redis import RedisCancelSignals, RedisEventLog, RedisJobQueue, open_redis
-from pipeline.scale.metrics import ScaleMetrics
+from pipeline.scale.metrics import ScaleMetrics, serve_metrics
 from pipeline.scale.settings import RedisConfig, load_scale_config
 from pipeline.scale.status import cancel_line, job_lines, overview
 from pipeline.scale.worker import Worker, WorkerSettings
-from sinks._server import MetricsServer
 
 CANCEL_REASON = "cancelled with rillet jobs --cancel"
 
@@ -65,7 +64,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> tuple[RunConfig, RedisConfig]:
     config, redis = load_scale_config(args.config)
     if args.redis:
-        redis = redis.model_copy(update={"url": args.redis})
+        redis = redis.with_url(args.redis)
     return config, redis
 
 
@@ -123,7 +122,7 @@ async def run_worker(
 ) -> int:
     """Runs until SIGINT or SIGTERM; running jobs are left to be taken over after their lease."""
     metrics = ScaleMetrics()
-    server = MetricsServer(metrics.registry, "127.0.0.1", metrics_port) if metrics_port is not None else None
+    server = serve_metrics(metrics.registry, metrics_port) if metrics_port is not None else None
     if server is not None:
         sys.stderr.write(
             f"rillet worker: metrics on http://{server.address[0]}:{server.address[1]}/metrics\n"

@@ -24,14 +24,13 @@ from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
-from pipeline.scale.metrics import ReplicaMetrics
+from pipeline.scale.metrics import ReplicaMetrics, serve_metrics
 from pipeline.scale.settings import RedisConfig, read_scale_config
 from pipeline.serve._replica import open_replica
 from pipeline.serve._server import open_server
 from pipeline.serve._settings import ServeSettings
 from pipeline.sink import SinkSpec
 from pipeline.stages import StageFactory
-from sinks._server import MetricsServer
 
 TOKEN_ENV = "RILLET_SERVE_TOKEN"
 
@@ -82,7 +81,7 @@ def read_token(path: Path | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     config, redis = read_scale_config(args.config)
     if args.redis:
-        redis = (redis or RedisConfig()).model_copy(update={"url": args.redis})
+        redis = (redis or RedisConfig()).with_url(args.redis)
     if args.metrics_port is not None and redis is None:
         raise ConfigError("--metrics-port: only a replica (--redis URL) serves /metrics")
     settings = ServeSettings(
@@ -106,7 +105,7 @@ async def replica_until_stopped(settings: ServeSettings, redis: RedisConfig, met
             metrics = None
             if metrics_port is not None:
                 registry = ReplicaMetrics(replica.streams.counts).registry
-                metrics = MetricsServer(registry, "127.0.0.1", metrics_port)
+                metrics = serve_metrics(registry, metrics_port)
                 host, port = metrics.address
                 print(f"rillet serve: metrics on http://{host}:{port}/metrics", file=sys.stderr)
             try:
