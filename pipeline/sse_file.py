@@ -169,22 +169,29 @@ def _raw_lines(chunks: Iterable[str | bytes], name: str, max_line_bytes: int) ->
             continue
         if pending.endswith(b"\r"):  # a line ended by CR, held back in case its LF starts this chunk
             number += 1
+            if len(pending) - 1 > max_line_bytes:
+                raise _too_long(name, number, max_line_bytes)
             yield bytes(pending[:-1])
             pending.clear()
             data = data[1:] if data.startswith(b"\n") else data
         pieces = data.splitlines(keepends=True)
         last = len(pieces) - 1
         for position, piece in enumerate(pieces):
-            pending += piece
-            if piece.endswith(b"\n") or (piece.endswith(b"\r") and position < last):
-                number += 1
+            complete = piece.endswith(b"\n") or (piece.endswith(b"\r") and position < last)
+            if complete and not pending:  # the common case: a whole line within one chunk, no copy
+                line = piece.rstrip(b"\r\n")
+            else:
+                pending += piece
+                if not complete:
+                    if len(pending) > max_line_bytes + 1:  # one byte more may be the CR of its end
+                        raise _too_long(name, number + 1, max_line_bytes)
+                    continue
                 line = bytes(pending.rstrip(b"\r\n"))
                 pending.clear()
-                if len(line) > max_line_bytes:
-                    raise _too_long(name, number, max_line_bytes)
-                yield line
-            elif len(pending) > max_line_bytes + 1:  # one byte more may be the CR of its end
-                raise _too_long(name, number + 1, max_line_bytes)
+            number += 1
+            if len(line) > max_line_bytes:
+                raise _too_long(name, number, max_line_bytes)
+            yield line
     if pending:
         line = bytes(pending.rstrip(b"\r\n"))
         if len(line) > max_line_bytes:

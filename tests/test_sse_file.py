@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from anthropic._models import construct_type
 from anthropic.types import RawMessageStreamEvent
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError, SourceError
@@ -185,3 +185,22 @@ def test_future_block_delta_and_stop_reason_types_are_not_refused() -> None:
     ]
     assert events[1].content_block.type == "hologram"  # type: ignore[union-attr]
     assert events[3].delta.stop_reason == "tea_break"  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(
+    length=st.integers(0, 60),
+    limit=st.integers(6, 50),
+    ending=st.sampled_from([b"\n", b"\r", b"\r\n"]),
+    cuts=st.lists(st.integers(0, 80), max_size=8),
+)
+def test_line_limit_holds_under_any_chunking(length: int, limit: int, ending: bytes, cuts: list[int]) -> None:
+    """A line over ``max_line_bytes`` is refused with its number, however the body is split; others pass."""
+    body = b": ok\n:" + b"x" * length + ending + b": next\n"
+    points = sorted({0, len(body), *(cut % (len(body) + 1) for cut in cuts)})
+    chunks = [body[start:end] for start, end in itertools.pairwise(points)]
+    if length + 1 > limit:
+        with pytest.raises(InputError, match=rf"^rec:2: line longer than {limit} bytes"):
+            list(parse_sse_events(chunks, name="rec", max_line_bytes=limit))
+    else:
+        assert list(parse_sse_events(chunks, name="rec", max_line_bytes=limit)) == []
