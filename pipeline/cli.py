@@ -70,19 +70,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()  # what start-up built lives all run: keep the collector's full passes off it
     try:
         status: int = args.func(args)
-    except (ConfigError, InputError) as exc:
-        print(f"rillet: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
     except RilletError as exc:
-        print(f"rillet: error: {exc}", file=sys.stderr)
-        return 1
+        return _report(exc)
     except (BrokenPipeError, BaseExceptionGroup) as exc:
+        sole = _sole(exc)
+        if isinstance(sole, RilletError):  # raised inside a task group, such as a server's
+            return _report(sole)
         if not _only_broken_pipes(exc):
             raise
         # The reader left (`rillet jobs | head`): what it took was written; exit as a C tool would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout at exit
         return SIGPIPE_STATUS
     return status
+
+
+def _report(error: RilletError) -> int:
+    print(f"rillet: error: {error}", file=sys.stderr)
+    return USAGE_ERROR if isinstance(error, ConfigError | InputError) else 1
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one exception inside nested groups of one, or the group itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _only_broken_pipes(exc: BaseException) -> bool:

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 from pipeline.resume import ResumeSettings
@@ -28,6 +36,24 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 """A current model: the SDK warns about deprecated ones (``claude-sonnet-4-5`` ends on 2026-11-30)."""
 
 
+def _not_blank(value: str) -> str:
+    """An empty model or prompt would otherwise reach the API (or fall back to a default) unnoticed."""
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def _names_a_file(path: Path) -> Path:
+    """``""`` becomes ``Path(".")``: a file sink needs a file name to write its ``.part`` beside."""
+    if path.name in ("", ".", ".."):
+        raise ValueError("must name a file, not a folder")
+    return path
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+FilePath = Annotated[Path, AfterValidator(_names_a_file)]
+
+
 class Strict(BaseModel):
     """Unknown keys are mistakes: a typo must not silently fall back to a default."""
 
@@ -37,9 +63,9 @@ class Strict(BaseModel):
 class RequestConfig(Strict):
     """The Messages API request, and where its prompt comes from."""
 
-    model: str = DEFAULT_MODEL
+    model: NonBlank = DEFAULT_MODEL
     max_tokens: int = Field(8000, ge=1)
-    prompt: str | None = None
+    prompt: NonBlank | None = None
     prompt_file: Path | None = None
     system: str | None = None
     temperature: float | None = Field(None, ge=0, le=1)
@@ -76,7 +102,7 @@ class FileSinkConfig(SinkPolicy):
 
     type: Literal["file"]
     name: str = ""
-    path: Path = Path("report.md")
+    path: FilePath = Path("report.md")
     mode: Literal["text", "jsonl"] = "text"
 
 
@@ -232,8 +258,24 @@ class RunConfig(Strict):
             seen[sink.name] = index
         return self
 
+    def with_request(self, **changes: object) -> RunConfig:
+        """The same run with request keys changed by command-line flags, validated as a file's are.
+
+        ``model_copy(update=...)`` would skip validation: ``--max-tokens 0`` would reach the API.
+        An error names the flag (``--max-tokens: ...``), since that is where the value came from.
+        """
+        try:
+            request = RequestConfig.model_validate(self.request.model_dump() | changes)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error("", exc, flag=True)) from None
+        return self.model_copy(update={"request": request})
+
     def with_report_path(self, path: Path) -> RunConfig:
-        """The same run with its text file sinks writing to ``path`` (``--out``)."""
+        """The same run with its text file sinks writing to ``path`` (``--out``), validated."""
+        try:
+            path = _names_a_file(path)
+        except ValueError as exc:
+            raise ConfigError(f"--out: {exc} (got {str(path)!r})") from None
         sinks = [
             sink.model_copy(update={"path": path})
             if isinstance(sink, FileSinkConfig) and sink.mode == "text"
@@ -279,14 +321,20 @@ def parse_config(data: dict[str, Any], path: Path) -> RunConfig:
     return config
 
 
-def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
-    """The first problem, in one line: file, key path, what was expected, what was found."""
+def describe_validation_error(path: Path | str, exc: ValidationError, *, flag: bool = False) -> str:
+    """The first problem, in one line: file, key path, what was expected, what was found.
+
+    With ``flag``, the key is a command-line option (``max_tokens`` is ``--max-tokens``) and no file
+    is named.
+    """
     error = exc.errors()[0]
     key = _key_path(error["loc"])
+    if flag and key:
+        key = "--" + key.replace("_", "-")
     found = f" (got {error['input']!r})" if error["type"] != "missing" else ""
     more = f"; and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
     where = f"{key}: " if key else ""
-    return f"{path}: {where}{error['msg']}{found}{more}"
+    return f"{path}: {where}{error['msg']}{found}{more}" if path else f"{where}{error['msg']}{found}{more}"
 
 
 def _key_path(location: tuple[int | str, ...]) -> str:

@@ -24,9 +24,14 @@ from anthropic._models import construct_type
 from anthropic.types import RawMessageStreamEvent
 
 from pipeline.errors import InputError, SourceError
+from pipeline.event_shapes import shape_problem
 
 CHUNK_SIZE = 1 << 16
 """Bytes read at a time, so a long recording or a pipe on stdin streams rather than loads."""
+
+MAX_LINE_BYTES = 16 << 20
+"""The longest line a recording may hold by default: far above any real event (a whole 128k-token
+message is under 1 MiB of JSON), low enough that a corrupt file without line breaks fails fast."""
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _KNOWN_FIELDS = frozenset({"event", "data", "id", "retry"})
@@ -40,7 +45,9 @@ class RecordedEvent(NamedTuple):
     event: RawMessageStreamEvent
 
 
-def read_sse_events(path: str | os.PathLike[str]) -> Iterator[RecordedEvent]:
+def read_sse_events(
+    path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[RecordedEvent]:
     """The events of a recorded SSE file; raises :class:`InputError` naming the file and line."""
     name = os.fspath(path)
     try:
@@ -48,11 +55,15 @@ def read_sse_events(path: str | os.PathLike[str]) -> Iterator[RecordedEvent]:
     except OSError as exc:
         raise InputError(f"cannot read the recorded stream {name!r}: {exc.strerror}.") from exc
     with file:
-        yield from parse_sse_events(iter(lambda: file.read(CHUNK_SIZE), b""), name=name)
+        chunks = iter(lambda: file.read(CHUNK_SIZE), b"")
+        yield from parse_sse_events(chunks, name=name, max_line_bytes=max_line_bytes)
 
 
 def parse_sse_events(
-    source: str | bytes | Iterable[str] | Iterable[bytes], *, name: str = "<stream>"
+    source: str | bytes | Iterable[str] | Iterable[bytes],
+    *,
+    name: str = "<stream>",
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[RecordedEvent]:
     """The events of an SSE body given whole or in chunks (a text or binary file, stdin, a list).
 
@@ -63,7 +74,7 @@ def parse_sse_events(
     event: str | None = None
     data: list[str] = []
     first = 0  # the line of the event's data, or of its first field while it has no data
-    for number, line in enumerate(_decoded_lines(chunks, name), start=1):
+    for number, line in enumerate(_decoded_lines(chunks, name, max_line_bytes), start=1):
         if not line:
             recorded = _dispatch(event, data, first, name)
             if recorded is not None:
@@ -106,9 +117,17 @@ def _dispatch(event: str | None, data: list[str], line: int, name: str) -> Recor
         value = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{name}:{line}: the data of event {event!r} is not JSON ({exc}).") from exc
+    except RecursionError:
+        raise InputError(f"{name}:{line}: the data of event {event!r} is nested too deeply.") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise InputError(f"{name}:{line}: the data of event {event!r} is not an object with a 'type' string.")
-    event_object = construct_type(type_=RawMessageStreamEvent, value=value)
+    problem = shape_problem(value)
+    if problem is not None:
+        raise InputError(f"{name}:{line}: event {value['type']!r}: {problem}.")
+    try:
+        event_object = construct_type(type_=RawMessageStreamEvent, value=value)
+    except RecursionError:
+        raise InputError(f"{name}:{line}: the data of event {event!r} is nested too deeply.") from None
     return RecordedEvent(line, cast(RawMessageStreamEvent, event_object))
 
 
@@ -125,12 +144,12 @@ def _stream_error(text: str, line: int, name: str) -> SourceError:
     return SourceError(f"api_error: {_excerpt(text)} ({name}:{line})", "api_error")
 
 
-def _decoded_lines(chunks: Iterable[str | bytes], name: str) -> Iterator[str]:
+def _decoded_lines(chunks: Iterable[str | bytes], name: str, max_line_bytes: int) -> Iterator[str]:
     """Lines without their ends, split on CRLF, LF or CR only, across chunk boundaries.
 
     Splitting bytes before decoding keeps U+2028 and friends inside JSON strings, as the SDK does.
     """
-    for number, raw in enumerate(_raw_lines(chunks), start=1):
+    for number, raw in enumerate(_raw_lines(chunks, name, max_line_bytes), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -138,16 +157,52 @@ def _decoded_lines(chunks: Iterable[str | bytes], name: str) -> Iterator[str]:
         yield line.removeprefix("\ufeff") if number == 1 else line
 
 
-def _raw_lines(chunks: Iterable[str | bytes]) -> Iterator[bytes]:
-    pending = b""
+def _raw_lines(chunks: Iterable[str | bytes], name: str, max_line_bytes: int) -> Iterator[bytes]:
+    """Each chunk is split once and a long line grows in place, so reading stays linear in the input
+    however long its lines are; past ``max_line_bytes`` the line is refused, before memory runs out.
+    """
+    pending = bytearray()
+    number = 0
     for chunk in chunks:
-        lines = (pending + (chunk.encode() if isinstance(chunk, str) else chunk)).splitlines(keepends=True)
-        # The last piece may lack its end, or end in a CR whose LF is in the next chunk.
-        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        for line in lines:
-            yield line.rstrip(b"\r\n")
+        data = chunk.encode() if isinstance(chunk, str) else chunk
+        if not data:
+            continue
+        if pending.endswith(b"\r"):  # a line ended by CR, held back in case its LF starts this chunk
+            number += 1
+            if len(pending) - 1 > max_line_bytes:
+                raise _too_long(name, number, max_line_bytes)
+            yield bytes(pending[:-1])
+            pending.clear()
+            data = data[1:] if data.startswith(b"\n") else data
+        pieces = data.splitlines(keepends=True)
+        last = len(pieces) - 1
+        for position, piece in enumerate(pieces):
+            complete = piece.endswith(b"\n") or (piece.endswith(b"\r") and position < last)
+            if complete and not pending:  # the common case: a whole line within one chunk, no copy
+                line = piece.rstrip(b"\r\n")
+            else:
+                pending += piece
+                if not complete:
+                    if len(pending) > max_line_bytes + 1:  # one byte more may be the CR of its end
+                        raise _too_long(name, number + 1, max_line_bytes)
+                    continue
+                line = bytes(pending.rstrip(b"\r\n"))
+                pending.clear()
+            number += 1
+            if len(line) > max_line_bytes:
+                raise _too_long(name, number, max_line_bytes)
+            yield line
     if pending:
-        yield pending.rstrip(b"\r\n")
+        line = bytes(pending.rstrip(b"\r\n"))
+        if len(line) > max_line_bytes:
+            raise _too_long(name, number + 1, max_line_bytes)
+        yield line
+
+
+def _too_long(name: str, number: int, max_line_bytes: int) -> InputError:
+    return InputError(
+        f"{name}:{number}: line longer than {max_line_bytes} bytes (raise the limit with --max-line-bytes)."
+    )
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

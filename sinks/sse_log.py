@@ -96,6 +96,19 @@ class FrameLog(Protocol[C]):
         ...
 
 
+MAX_DIGITS = 19
+"""Any id or size a client may send fits in 19 digits (a signed 64-bit integer); a longer one is
+malformed, and is never given to ``int()``, which refuses over 4,300 digits with a ValueError."""
+
+
+def parse_decimal(raw: str | None) -> int | None:
+    """A client's decimal number (cursor, ``Content-Length``); None when malformed or too long."""
+    text = (raw or "").strip()
+    if not text.isdecimal() or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
+
+
 def fill(out: list[bytes], frames: Iterable[bytes], max_bytes: int) -> int:
     """Appends ``frames`` to ``out`` until it holds ``max_bytes``; how many were taken."""
     size = sum(map(len, out))
@@ -168,10 +181,8 @@ class StreamLog:
 
     def cursor(self, raw: str | None) -> int:
         """A frame id; anything malformed or beyond the log means from the start."""
-        if raw is None or not raw.strip().isdecimal():
-            return 0
-        cursor = int(raw)
-        return cursor if cursor <= self.last_id else 0
+        cursor = parse_decimal(raw)
+        return cursor if cursor is not None and cursor <= self.last_id else 0
 
     def read(self, cursor: int, max_bytes: int) -> Batch[int]:
         """See :class:`FrameLog`; a cursor older than the log gets the snapshot as of its tail."""

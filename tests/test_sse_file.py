@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
 import pytest
 from anthropic._models import construct_type
 from anthropic.types import RawMessageStreamEvent
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError, SourceError
@@ -136,7 +137,7 @@ MALFORMED = {
 @pytest.mark.parametrize(("bad_line", "what"), MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_line_is_named_after_the_events_before_it(bad_line: str, what: str) -> None:
     """Malformed input raises InputError naming the file and line 7, once earlier events are yielded."""
-    good = 'event: message_start\ndata: {"type":"message_start"}\n\n'
+    good = 'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1"}}\n\n'
     body = f"{good}: comment\n\nevent: message_stop\n{bad_line}\n\n{good}"
     seen: list[str] = []
     with pytest.raises(InputError, match=rf"^rec\.sse:7: .*{re.escape(what)}") as caught:
@@ -156,3 +157,50 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         list(read_sse_events(path))
     with pytest.raises(InputError, match="cannot read the recorded stream"):
         list(read_sse_events(tmp_path / "missing.sse"))
+
+
+def test_future_block_delta_and_stop_reason_types_are_not_refused() -> None:
+    """The shape check asks only for what the stages read: tomorrow's type names pass as built."""
+    body = "".join(
+        f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+        for kind, data in [
+            ("message_start", {"type": "message_start", "message": {"id": "msg_1", "content": []}}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "hologram"}},
+            ),
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "hologram_delta"}},
+            ),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tea_break"}, "usage": {}}),
+        ]
+    )
+    events = [recorded.event for recorded in parse_sse_events(body, name="rec.sse")]
+    assert [event.type for event in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "message_delta",
+    ]
+    assert events[1].content_block.type == "hologram"  # type: ignore[union-attr]
+    assert events[3].delta.stop_reason == "tea_break"  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(
+    length=st.integers(0, 60),
+    limit=st.integers(6, 50),
+    ending=st.sampled_from([b"\n", b"\r", b"\r\n"]),
+    cuts=st.lists(st.integers(0, 80), max_size=8),
+)
+def test_line_limit_holds_under_any_chunking(length: int, limit: int, ending: bytes, cuts: list[int]) -> None:
+    """A line over ``max_line_bytes`` is refused with its number, however the body is split; others pass."""
+    body = b": ok\n:" + b"x" * length + ending + b": next\n"
+    points = sorted({0, len(body), *(cut % (len(body) + 1) for cut in cuts)})
+    chunks = [body[start:end] for start, end in itertools.pairwise(points)]
+    if length + 1 > limit:
+        with pytest.raises(InputError, match=rf"^rec:2: line longer than {limit} bytes"):
+            list(parse_sse_events(chunks, name="rec", max_line_bytes=limit))
+    else:
+        assert list(parse_sse_events(chunks, name="rec", max_line_bytes=limit)) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from typing import Any
 
@@ -30,6 +32,11 @@ DEFAULT_PROMPT = (
 )
 
 
+MAX_REQUEST_BYTES = 32_000_000
+"""The Messages API refuses a larger request (413 ``request_too_large``, "32 MB" in its errors
+page); refused here instead, before a byte is sent or a huge prompt file is read whole."""
+
+
 def build_request(config: RequestConfig) -> dict[str, Any]:
     """The Messages API request body the source sends."""
     request: dict[str, Any] = {
@@ -41,6 +48,12 @@ def build_request(config: RequestConfig) -> dict[str, Any]:
         value = getattr(config, key)
         if value is not None:
             request[key] = value
+    size = len(json.dumps(request).encode())
+    if size > MAX_REQUEST_BYTES:
+        raise ConfigError(
+            f"request: the request would be {size:,} bytes; the Messages API accepts at most "
+            f"{MAX_REQUEST_BYTES:,} (32 MB)"
+        )
     return request
 
 
@@ -49,7 +62,15 @@ def read_prompt(config: RequestConfig) -> str:
     if config.prompt_file is None:
         return config.prompt or DEFAULT_PROMPT
     try:
-        prompt = config.prompt_file.read_text(encoding="utf-8")
+        with config.prompt_file.open("rb") as file:
+            data = file.read(MAX_REQUEST_BYTES + 1)
+            size = max(os.fstat(file.fileno()).st_size, len(data))
+        if len(data) > MAX_REQUEST_BYTES:
+            raise ConfigError(
+                f"request.prompt_file: {str(config.prompt_file)!r} is {size:,} bytes; "
+                f"the Messages API accepts requests of at most {MAX_REQUEST_BYTES:,} (32 MB)"
+            )
+        prompt = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"request.prompt_file: cannot read {str(config.prompt_file)!r}: {exc}") from exc
     if not prompt.strip():

@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 import uvicorn
 
+from pipeline.errors import ConfigError
+
 
 def embedded_config(app: Any, **options: Any) -> uvicorn.Config:
     """uvicorn's settings for a server inside rillet: its logging, lifespan and backlog are rillet's."""
@@ -51,11 +53,17 @@ class EmbeddedServer(uvicorn.Server):
 
 def bind_socket(host: str, port: int, kind: type[socket.socket] = socket.socket) -> socket.socket:
     """A bound (not yet listening) TCP socket of class ``kind`` for ``host:port``; port 0 picks a free one."""
-    family, socktype, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:
+        family, socktype, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock = kind(family, socktype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     except BaseException:
         sock.close()
         raise

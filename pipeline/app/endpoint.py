@@ -5,6 +5,7 @@ Read from the environment here, at the edge, and nowhere deeper: ``ANTHROPIC_API
 machine still works: the simulator starts in-process on a free loopback port, and one line on
 stderr says so. It streams at Claude's pace unless ``--simulator fast`` or ``RILLET_SIMULATOR=fast``
 asks for full speed (see :data:`pipeline.simulator.PRESETS`).
+A base URL without a key is a configuration error, refused before any request.
 """
 
 from __future__ import annotations
@@ -79,10 +80,16 @@ async def open_endpoint(
 
     ``simulator``: the simulator's settings (default: :func:`simulator_preset`'s)."""
     api_key = os.environ.get("ANTHROPIC_API_KEY") or None
+    where = "api.base_url" if base_url else "ANTHROPIC_BASE_URL"
     base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-    if api_key or os.environ.get("ANTHROPIC_AUTH_TOKEN") or base_url:
+    if api_key or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
         yield Endpoint(base_url, api_key, simulated=False)
         return
+    if base_url:
+        # The SDK would only fail at the first request, deep in a task group, with its own wording.
+        raise ConfigError(
+            f"{where} is set ({base_url}) but no key is: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"
+        )
     from pipeline.simulator import open_simulator
 
     settings = simulator or simulator_preset()

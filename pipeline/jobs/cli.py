@@ -29,6 +29,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rep.add_argument("file", type=Path, help="a recorded stream: event:/data: lines, as the API sends them")
     rep.add_argument("--config", type=Path, help="stages and sinks to run it through")
     rep.add_argument("--final-json", type=Path, help="write the accumulated message here (default: stdout)")
+    rep.add_argument(
+        "--max-line-bytes",
+        type=_positive,
+        help="refuse a recording with a longer line (default: 16777216, 16 MiB)",
+    )
     rep.set_defaults(func=_replay)
 
 
@@ -44,7 +49,15 @@ def _replay(args: argparse.Namespace) -> int:
     from pipeline.jobs.replay import replay
 
     config = load_config(args.config) if args.config else None
-    return anyio.run(replay, args.file, config, args.final_json)
+    limit = {} if args.max_line_bytes is None else {"max_line_bytes": args.max_line_bytes}
+    return anyio.run(lambda: replay(args.file, config, args.final_json, **limit))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
@@ -58,7 +71,7 @@ def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         request["model"] = args.model
     if args.max_tokens is not None:
         request["max_tokens"] = args.max_tokens
-    config = config.model_copy(update={"request": config.request.model_copy(update=request)})
+    config = config.with_request(**request)
     if args.out is not None:
         config = config.with_report_path(args.out)
     return config

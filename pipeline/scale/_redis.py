@@ -210,6 +210,8 @@ async def open_redis(config: RedisConfig, *, hide_lost: bool = True) -> AsyncIte
                 raise ConfigError(
                     f"cannot reach Redis at {config.url!r}: {exc}; is redis-server running?"
                 ) from exc
+            except coredis.exceptions.ResponseError as exc:  # such as a database it does not have
+                raise ConfigError(f"Redis at {config.url!r} refused the connection: {exc}") from exc
             yield client
     except BaseExceptionGroup as group:
         raise _alone(group) from None

@@ -62,7 +62,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> tuple[RunConfig, RedisConfig]:
     config, redis = load_scale_config(args.config)
     if args.redis:
-        redis = redis.model_copy(update={"url": args.redis})
+        redis = redis.with_url(args.redis)
     return config, redis
 
 

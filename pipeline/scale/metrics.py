@@ -9,6 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline.errors import ConfigError
+from sinks._server import MetricsServer
+
 APPEND_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Up to 10 s: a worker whose CPU is saturated sees its appends wait seconds for its event loop."""
 
@@ -108,3 +111,12 @@ class ReplicaMetrics(Collector):
             "Followed logs read again whole because Redis lost their tail (or they moved on unseen)",
             value=c.log_reloads,
         )
+
+
+def serve_metrics(registry: CollectorRegistry, port: int) -> MetricsServer:
+    """``--metrics-port``'s server on loopback; a busy port is a configuration error naming it."""
+    try:
+        return MetricsServer(registry, "127.0.0.1", port)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"--metrics-port: cannot listen on 127.0.0.1:{port}: {reason}") from exc

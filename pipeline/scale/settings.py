@@ -9,8 +9,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import RunConfig, Strict, describe_validation_error, parse_config
 from pipeline.errors import ConfigError
@@ -34,6 +35,30 @@ class RedisConfig(Strict):
     """Events are coalesced this long into one append (one round trip per job per window)."""
     max_attempts: int = Field(5, ge=1)
     """A job taken this many times without finishing goes to the dead-letter stream."""
+
+    @field_validator("url")
+    @classmethod
+    def _a_redis_url(cls, url: str) -> str:
+        """coredis fails on a malformed URL with a bare ``AssertionError``: name the URL instead."""
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            raise ValueError(f"{url!r} has an invalid port") from None
+        if parts.scheme == "unix" and parts.path:
+            return url
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(f"{url!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
+        if parts.path.strip("/") and not parts.path.strip("/").isdecimal():
+            raise ValueError(f"{url!r} names database {parts.path.strip('/')!r}, not a number")
+        return url
+
+    def with_url(self, url: str) -> RedisConfig:
+        """The same settings with ``--redis URL``, checked as the config's ``url`` is."""
+        try:
+            return RedisConfig.model_validate(self.model_dump() | {"url": url})
+        except ValidationError as exc:
+            raise ConfigError(f"--redis: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
     @model_validator(mode="after")
     def _lease_fits(self) -> RedisConfig:

@@ -28,6 +28,7 @@ from pipeline.serve._render import render_markdown
 from pipeline.serve._security import Guard
 from pipeline.serve._settings import ServeSettings
 from pipeline.simulator import SCENARIO_NAMES
+from sinks.sse_log import parse_decimal
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -144,7 +145,8 @@ class JsonApi(ABC):
     async def _body(self, request: Request) -> bytes | Response:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdecimal() and int(declared) > limit:
+        size = parse_decimal(declared)  # None also for a number too long to be a size
+        if declared.strip().isdecimal() and (size is None or size > limit):
             return refusal(413, f"the body is larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0

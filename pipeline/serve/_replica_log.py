@@ -18,7 +18,7 @@ import anyio
 
 from pipeline.scale.frames import accumulate, fold, parse_frame, to_sse
 from pipeline.scale.protocols import LogEntry
-from sinks.sse_log import Batch, encode_frame, fill
+from sinks.sse_log import Batch, encode_frame, fill, parse_decimal
 
 LogId = tuple[int, int]
 """``(seq, epoch)``; ``(0, 0)`` is before the first entry."""
@@ -29,9 +29,10 @@ START: LogId = (0, 0)
 def parse_log_id(raw: str | None) -> LogId | None:
     """``"<seq>-<epoch>"`` as a :data:`LogId`; None when malformed."""
     seq, dash, epoch = (raw or "").strip().partition("-")
-    if not (dash and seq.isdecimal() and epoch.isdecimal()):
+    seq_number, epoch_number = parse_decimal(seq), parse_decimal(epoch)
+    if not dash or seq_number is None or epoch_number is None:
         return None
-    return int(seq), int(epoch)
+    return seq_number, epoch_number
 
 
 class ReplicaLog:

@@ -24,7 +24,7 @@ from pipeline.app.endpoint import add_simulator_argument, open_endpoint, simulat
 from pipeline.client import make_client
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
-from pipeline.scale.metrics import ReplicaMetrics
+from pipeline.scale.metrics import ReplicaMetrics, serve_metrics
 from pipeline.scale.settings import RedisConfig, read_scale_config
 from pipeline.serve._replica import open_replica
 from pipeline.serve._server import open_server
@@ -32,7 +32,6 @@ from pipeline.serve._settings import DEFAULT_MAX_KEPT_MIB, ServeSettings
 from pipeline.simulator import SimulatorSettings
 from pipeline.sink import SinkSpec
 from pipeline.stages import StageFactory
-from sinks._server import MetricsServer
 
 TOKEN_ENV = "RILLET_SERVE_TOKEN"
 
@@ -92,7 +91,7 @@ def read_token(path: Path | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     config, redis = read_scale_config(args.config)
     if args.redis:
-        redis = (redis or RedisConfig()).model_copy(update={"url": args.redis})
+        redis = (redis or RedisConfig()).with_url(args.redis)
     if args.max_kept_mib < 1:
         raise ConfigError(f"--max-kept-mib must be at least 1, got {args.max_kept_mib}")
     settings = ServeSettings(
@@ -129,7 +128,7 @@ async def replica_until_stopped(settings: ServeSettings, redis: RedisConfig, met
             metrics = None
             if metrics_port is not None:
                 registry = ReplicaMetrics(replica.streams.counts).registry
-                metrics = MetricsServer(registry, "127.0.0.1", metrics_port)
+                metrics = serve_metrics(registry, metrics_port)
                 host, port = metrics.address
                 print(f"rillet serve: metrics on http://{host}:{port}/metrics", file=sys.stderr)
             try:

@@ -56,8 +56,11 @@ async def test_after_resumes_a_reloaded_page_and_the_header_wins() -> None:
         assert by_query.events == full.events[5:]
         both = await read_events(http, stream_id, {"last-event-id": "9"}, query="?after=5")
         assert both.events == full.events[9:]
-        for bad in ("abc", "-3", "1e3", str(10**6)):
+        for bad in ("abc", "-3", "1e3", str(10**6), "9" * 5000):
             assert (await read_events(http, stream_id, {"last-event-id": bad})).events == full.events
+        huge = await read_events(http, stream_id, query="?after=" + "9" * 5000)
+        assert huge.status == 200
+        assert huge.events == full.events
 
 
 async def test_event_stream_format_and_headers() -> None:
