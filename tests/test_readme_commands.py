@@ -59,18 +59,19 @@ PLANS: dict[str, Run | Serve] = {
     ".venv/bin/rillet replay ../shared/fixtures/sse/sdk-tool_use_response.sse --final-json message.json": Run(
         creates=("message.json",)
     ),
-    ".venv/bin/rillet bench --concurrency 1,4,16 --num-requests 32 --output-tokens 64 "
-    "--goodput ttft:300 tpot:10 --plot bench.png --result-json result.json": Run(
-        creates=("bench.png", "result.json")
+    ".venv/bin/rillet bench --concurrency 1,4,16 --num-prompts 32 --random-output-len 64 --goodput "
+    "ttft:300 tpot:10 --result-dir results/base --label base --plot bench.png": Run(
+        creates=("bench.png", "results/base/summary.json")
     ),
-    ".venv/bin/rillet run config/metrics.toml": Run(),
+    ".venv/bin/rillet run": Run(creates=("report.md",)),
+    ".venv/bin/rillet run --simulator fast": Run(creates=("report.md",)),
     "./scripts/setup && .venv/bin/rillet run": Run(creates=("report.md",), instead=".venv/bin/rillet run"),
     ".venv/bin/python examples/word_count.py": Run(),
     ".venv/bin/python examples/sqlite_sink.py events.db": Run(creates=("events.db",)),
     ".venv/bin/python examples/simulator_pipeline.py": Run(creates=("events.jsonl",)),
     ".venv/bin/rillet serve": Serve(ready="rillet serve: open "),
     "rillet serve": Serve(ready="rillet serve: open "),
-    "rillet serve config/report.toml --port 0": Serve(ready="rillet serve: open "),
+    "rillet serve config/service.toml --port 0": Serve(ready="rillet serve: open "),
     ".venv/bin/rillet simulate --port 8080 --scenario report --ttft-ms 300 --tokens-per-s 80": Serve(
         ready="rillet simulator listening on ",
         probe="/_sim/requests/none",
@@ -79,15 +80,23 @@ PLANS: dict[str, Run | Serve] = {
     ),
 }
 
+README_METRICS = "the README's Metrics block, real Prometheus: tests/integration/test_readme_metrics.py"
+WORKER_METRICS = "two workers, a port each, real Prometheus: tests/scale/test_worker_metrics.py"
 ELSEWHERE: dict[str, str] = {
     "ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=any .venv/bin/rillet run": (
         "run against the simulator the line before starts: the simulate plan's `then`"
     ),
     "./scripts/setup --servers && ./scripts/test": "the test suite itself, as .ci/run runs it",
     "prometheus --config.file=config/prometheus.yml --storage.tsdb.path=/tmp/rillet-prometheus "
-    "--web.listen-address=127.0.0.1:9090": (
-        "a real Prometheus scraping rillet: tests/integration/test_prometheus_server.py"
+    "--web.listen-address=127.0.0.1:9090": README_METRICS,
+    ".venv/bin/rillet simulate --port 8080 --tokens-per-s 200": README_METRICS,
+    "ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=any "
+    ".venv/bin/rillet run config/metrics.toml": README_METRICS,
+    "prometheus-pushgateway --web.listen-address=127.0.0.1:9091 --persistence.file=": (
+        "a Pushgateway started clean: tests/integration/test_pushgateway_fixture.py"
     ),
+    "rillet worker config/service.toml --redis $REDIS --metrics-port 9108": WORKER_METRICS,
+    "rillet worker config/service.toml --redis $REDIS --metrics-port 9109": WORKER_METRICS,
     "RILLET_SERVE_TOKEN=$(openssl rand -hex 24) rillet serve --host 0.0.0.0": (
         "binds every interface: tests/serve/ checks the token rule on loopback instead"
     ),

@@ -76,12 +76,12 @@ async def test_a_leaving_browser_frees_its_reader_and_never_stops_the_stream() -
 async def test_a_stalled_reader_is_cut_while_the_others_keep_pace() -> None:
     """A reader that stops reading is closed after ``send_timeout_s``; the others get every frame on time."""
     async with serving(send_timeout_s=0.5, send_buffer=4096) as served, served.http() as http:
-        baseline_id = await start(http, max_tokens=6000)
+        baseline_id = await start(http, max_tokens=12000)
         started = time.monotonic()
         baseline = await read_events(http, baseline_id)
         alone = time.monotonic() - started
 
-        stream_id = await start(http, max_tokens=6000)
+        stream_id = await start(http, max_tokens=12000)  # enough bytes to fill the stalled socket's buffers
         stalled = await open_stalled_reader(served, stream_id)
         try:
             readings: list[Reading] = []
