@@ -12,7 +12,15 @@ import sys
 
 import pytest
 
-HEAVY = ("anthropic", "matplotlib", "uvicorn", "starlette", "coredis", "pipeline.wire_transport")
+HEAVY = (
+    "anthropic",
+    "matplotlib",
+    "uvicorn",
+    "starlette",
+    "coredis",
+    "pipeline.wire_transport",
+    "opentelemetry.sdk",
+)
 
 PROBE = """
 import json, sys
