@@ -45,6 +45,13 @@ TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1
 """The explicit bucket boundaries the GenAI semantic conventions advise for each metric."""
 
 
+def input_tokens(cost: CostUpdate) -> int:
+    """All the input, cached or not, as the GenAI conventions count it (the API counts cache reads and
+    writes apart; the SDK's call spans give them as ``gen_ai.usage.cache_*.input_tokens``)."""
+    usage = cost.usage
+    return usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+
+
 class _Stream:
     """What a stream's end needs: its span, the first item's time, and what the stages reported."""
 
@@ -268,7 +275,7 @@ class OtelSink:
         self._duration.record((item.received_ns - start) / 1e9, attributes)
         cost, latency = stream.cost, stream.latency
         if cost is not None:
-            self._tokens.record(cost.usage.input_tokens, {**attributes, "gen_ai.token.type": "input"})
+            self._tokens.record(input_tokens(cost), {**attributes, "gen_ai.token.type": "input"})
             self._tokens.record(cost.usage.output_tokens, {**attributes, "gen_ai.token.type": "output"})
         if latency is not None and end.outcome == "completed":
             if latency.to_first_delta is not None:
@@ -294,7 +301,7 @@ class OtelSink:
             span.set_attribute("gen_ai.response.finish_reasons", (end.stop_reason,))
         cost = stream.cost
         if cost is not None:
-            span.set_attribute("gen_ai.usage.input_tokens", cost.usage.input_tokens)
+            span.set_attribute("gen_ai.usage.input_tokens", input_tokens(cost))
             span.set_attribute("gen_ai.usage.output_tokens", cost.usage.output_tokens)
             span.set_attribute("rillet.attempts", cost.attempts)
             if cost.usd == cost.usd:  # nan: genai-prices could not price the model
