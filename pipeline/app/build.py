@@ -169,4 +169,7 @@ def build_service_sinks(
                     type="prometheus", name="prometheus", address=address, linger=0, on_error=OnError.DISABLE
                 )
             ]
-    return [build_sink(sink, verbose=False, registry=registry) for sink in prometheus]
+    specs = [build_sink(sink, verbose=False, registry=registry) for sink in prometheus]
+    if config.otel.enabled:
+        specs.append(build_otel_sink(config.otel))
+    return specs

@@ -34,6 +34,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,13 @@ class Worker:
             tg.start_soon(self._renew, lease, running)
             try:
                 async with fanout:
-                    result = await stream.run(source, fanout)
+                    shared = self.shared
+                    with (
+                        shared.trace_stream(stream.stream_id, take.request)
+                        if shared is not None
+                        else nullcontext()
+                    ):
+                        result = await stream.run(source, fanout)
             except SinkError:
                 pass  # the result already says so; a fenced sink is handled below
             finally:

@@ -6,17 +6,13 @@ loopback whose requests are decoded with ``opentelemetry-proto``.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -33,6 +29,9 @@ from pipeline.runner import Pipeline, StreamResult
 from pipeline.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.sink import Buffer, OnFull, SinkSpec
 from sinks.otel import OtelSink
+from tests.otlp_collector import Collector, collector
+
+__all__ = ["collector"]  # the fixture, imported to be used here
 
 pytestmark = pytest.mark.anyio
 
@@ -230,42 +229,8 @@ async def test_a_sinks_drops_during_the_stream_are_an_event_of_its_span(sim: Sim
     assert int(event["rillet.dropped"]) > 0
 
 
-class _Collector:
-    """An OTLP/HTTP receiver on loopback: the protobuf bodies posted to each path."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, list[bytes]] = {}
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                collector.bodies.setdefault(self.path, []).append(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def collector() -> Iterator[_Collector]:
-    made = _Collector()
-    thread = threading.Thread(target=made.server.serve_forever, daemon=True)
-    thread.start()
-    yield made
-    made.server.shutdown()
-    made.server.server_close()
-    thread.join()
-
-
 async def test_rillet_run_exports_its_trace_and_metrics_over_otlp_http(
-    collector: _Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -280,26 +245,16 @@ async def test_rillet_run_exports_its_trace_and_metrics_over_otlp_http(
     )
     assert await run_report(config, simulator="fast") == 0
 
-    traces = ExportTraceServiceRequest()
-    for body in collector.bodies["/v1/traces"]:
-        traces.MergeFromString(body)
     (resource,) = {
         tuple(sorted((kv.key, kv.value.string_value) for kv in spans.resource.attributes))
-        for spans in traces.resource_spans
+        for spans in collector.resource_spans()
     }
     assert ("service.name", "rillet-test") in resource
     assert ("deployment.environment", "test") in resource
-    spans = [span for rs in traces.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    spans = collector.spans()
     (stream,) = [span for span in spans if span.name == f"chat {MODEL}"]
     (attempt,) = [span for span in spans if span.name == SDK_SPAN]
     assert attempt.trace_id == stream.trace_id
     assert attempt.parent_span_id == stream.span_id
     assert {kv.key: kv.value.string_value for kv in stream.attributes}["rillet.outcome"] == "completed"
-
-    metrics = ExportMetricsServiceRequest()
-    for body in collector.bodies["/v1/metrics"]:
-        metrics.MergeFromString(body)
-    names = {
-        metric.name for rm in metrics.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics
-    }
-    assert names == GENAI_METRICS
+    assert collector.metric_names() == GENAI_METRICS
