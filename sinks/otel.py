@@ -36,6 +36,8 @@ from pipeline.events import AttemptStarted, CostUpdate, FirstToken, Item, Latenc
 from pipeline.fanout import StatisticsProvider
 
 SCOPE = "rillet"
+MAX_OPEN_STREAMS = 100_000
+"""Streams tracked at once: one whose end never came is forgotten (its span ended) past this."""
 PROVIDER = "anthropic"
 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -89,6 +91,13 @@ def _resource(service_name: str | None) -> Resource:
     if str(found.attributes.get("service.name", "")).startswith("unknown_service"):
         return found.merge(Resource({"service.name": SCOPE}))
     return found
+
+
+def _abandon(stream: _Stream, why: str) -> None:
+    """Ends the span of a stream whose end the sink will not see (dropped by a full buffer, or never sent)."""
+    if stream.span is not None:
+        stream.span.set_status(Status(StatusCode.ERROR, why))
+        stream.span.end()
 
 
 class OtelSink:
@@ -179,8 +188,15 @@ class OtelSink:
             },
         )
         self._streams[stream_id] = _Stream(span, model, self._drops())
-        with trace.use_span(span, end_on_exit=False):
+        # The outcome sets the status at the stream's end: a cancellation passing through is not an error.
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             yield
+
+    def _open(self, stream_id: str, stream: _Stream) -> _Stream:
+        if len(self._streams) >= MAX_OPEN_STREAMS:
+            _abandon(self._streams.pop(next(iter(self._streams))), "too many streams open at once")
+        self._streams[stream_id] = stream
+        return stream
 
     async def __aenter__(self) -> Self:
         return self
@@ -192,9 +208,7 @@ class OtelSink:
         tb: TracebackType | None,
     ) -> None:
         for stream in self._streams.values():
-            if stream.span is not None:
-                stream.span.set_status(Status(StatusCode.ERROR, "the sink closed before the stream ended"))
-                stream.span.end()
+            _abandon(stream, "the sink closed before the stream ended")
         self._streams.clear()
         for provider in self._owned:
             await anyio.to_thread.run_sync(provider.shutdown)
@@ -206,7 +220,7 @@ class OtelSink:
                 continue
             stream = self._streams.get(item.stream_id)
             if stream is None:  # a stream not run by a Pipeline: metrics only
-                stream = self._streams[item.stream_id] = _Stream(None, "", self._drops())
+                stream = self._open(item.stream_id, _Stream(None, "", self._drops()))
             if stream.first_ns is None:
                 stream.first_ns = item.received_ns
             self._observe(stream, item, kind)

@@ -6,6 +6,7 @@ loopback whose requests are decoded with ``opentelemetry-proto``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,9 +20,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.app.build import build_stages
+from pipeline.app.build import build_otel_sink, build_stages
 from pipeline.client import make_client
-from pipeline.config import parse_config
+from pipeline.config import OtelConfig, parse_config
+from pipeline.errors import ConfigError
 from pipeline.events import Item
 from pipeline.jobs.report import run_report
 from pipeline.resume import ResumeSettings
@@ -258,3 +260,11 @@ async def test_rillet_run_exports_its_trace_and_metrics_over_otlp_http(
     assert attempt.parent_span_id == stream.span_id
     assert {kv.key: kv.value.string_value for kv in stream.attributes}["rillet.outcome"] == "completed"
     assert collector.metric_names() == GENAI_METRICS
+
+
+def test_otel_without_its_extra_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sinks.otel", None)  # as if the otel extra were not installed
+    with pytest.raises(ConfigError) as refused:
+        build_otel_sink(OtelConfig(enabled=True))
+    assert str(refused.value).startswith("otel.enabled needs the otel extra (pip install 'rillet[otel]')")
+    assert "\n" not in str(refused.value)
