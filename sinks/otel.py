@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import anyio.to_thread
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -98,6 +99,10 @@ def _abandon(stream: _Stream, why: str) -> None:
     if stream.span is not None:
         stream.span.set_status(Status(StatusCode.ERROR, why))
         stream.span.end()
+
+
+async def _shut_down(provider: TracerProvider | MeterProvider) -> None:
+    await anyio.to_thread.run_sync(provider.shutdown)
 
 
 class OtelSink:
@@ -210,8 +215,10 @@ class OtelSink:
         for stream in self._streams.values():
             _abandon(stream, "the sink closed before the stream ended")
         self._streams.clear()
-        for provider in self._owned:
-            await anyio.to_thread.run_sync(provider.shutdown)
+        # Each flushes what is left, retrying up to OTEL_EXPORTER_OTLP_TIMEOUT: side by side, not in turn.
+        async with anyio.create_task_group() as flushes:
+            for provider in self._owned:
+                flushes.start_soon(_shut_down, provider)
 
     async def write(self, batch: Sequence[Item]) -> None:
         for item in batch:
