@@ -119,8 +119,10 @@ def make_client(
     http_client: httpx2.AsyncClient = DefaultAsyncHttpxClient(
         limits=limits, timeout=timeout, verify=verify, event_hooks=hooks
     )
-    telemetry: dict[str, Any] = {} if tracer_provider is None else {"tracer_provider": tracer_provider}
-    options: dict[str, Any] = {"open_telemetry": telemetry} if telemetry else {}
+    # Given this option, the SDK reads none of its ANTHROPIC_OPEN_TELEMETRY* variables.
+    options: dict[str, Any] = {}
+    if tracer_provider is not None:
+        options["open_telemetry"] = {"tracer_provider": tracer_provider}
     client = AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client, **options
     )
