@@ -123,7 +123,10 @@ def build_otel_sink(config: OtelConfig) -> SinkSpec:
         from sinks.otel import OtelSink
     except ImportError as exc:
         raise ConfigError(f"otel.enabled needs the otel extra (pip install 'rillet[otel]'): {exc}") from None
-    return SinkSpec(OtelSink(endpoint=config.endpoint, service_name=config.service_name))
+    # Telemetry must not stop a report: a failing sink is disabled, its buffer blocks (a dropped end
+    # would leave its stream's span open until the run ends).
+    sink = OtelSink(endpoint=config.endpoint, service_name=config.service_name)
+    return SinkSpec(sink, Buffer(4096, OnFull.BLOCK), OnError.DISABLE)
 
 
 def tracer_provider(specs: Sequence[SinkSpec]) -> Any:
