@@ -165,6 +165,7 @@ class OtelSink:
             explicit_bucket_boundaries_advisory=TPOT_BUCKETS,
         )
         self._streams: dict[str, _Stream] = {}
+        self._closed = False
         self._fanout: StatisticsProvider | None = None
         # perf_counter_ns → ns since the epoch, which span times are in.
         self._epoch_offset = time.time_ns() - time.perf_counter_ns()
@@ -212,6 +213,9 @@ class OtelSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for stream in self._streams.values():
             _abandon(stream, "the sink closed before the stream ended")
         self._streams.clear()
@@ -221,6 +225,8 @@ class OtelSink:
                 flushes.start_soon(_shut_down, provider)
 
     async def write(self, batch: Sequence[Item]) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
         for item in batch:
             kind = getattr(item.event, "type", None)
             if kind is None or not (kind.startswith("rillet.") or kind == "message_start"):
