@@ -1,9 +1,13 @@
-"""What the Prometheus sink costs per event, against the 1.1 µs of one bound inc + observe.
+"""What the Prometheus sink, and the OpenTelemetry sink, cost per event, against the 1.1 µs of one
+bound inc + observe.
 
 Feeds ``--streams`` interleaved synthetic streams (message_start, ``--deltas`` text deltas with a
-running cost estimate every 64, the rillet events the stages add, StreamEnded) to
-``PrometheusSink.write`` in batches of ``--batch`` items, as the fan-out would, and prints µs per
-event, best of ``--repeat`` runs. Run: ``python benchmarks/metrics_overhead.py``.
+running cost estimate every 64, the rillet events the stages add, StreamEnded) to each sink's
+``write`` in batches of ``--batch`` items, as the fan-out would, and prints µs per event, best of
+``--repeat`` runs. The OpenTelemetry sink (when the ``otel`` extra is installed) traces every stream
+as a pipeline would (its span opened by ``trace_stream``, events added and the span ended by the
+sink), into the SDK's batch span processor with an exporter that discards, and records the GenAI
+metrics into a meter provider that nobody reads. Run: ``python benchmarks/metrics_overhead.py``.
 """
 
 from __future__ import annotations
@@ -76,6 +80,35 @@ async def measure(items: list[Item], batch: int) -> float:
         return time.perf_counter() - started
 
 
+async def measure_otel(items: list[Item], batch: int) -> float:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from sinks.otel import OtelSink
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    try:
+        async with OtelSink(tracer_provider=tracer_provider, meter_provider=meter_provider) as sink:
+            started = time.perf_counter()
+            for stream_id in dict.fromkeys(item.stream_id for item in items):
+                with sink.trace_stream(stream_id, {"model": MODEL}):
+                    pass  # the span stays open: the sink ends it at the stream's StreamEnded
+            for start in range(0, len(items), batch):
+                await sink.write(items[start : start + batch])
+            return time.perf_counter() - started
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=16)
@@ -88,6 +121,16 @@ def main() -> None:
     print(
         f"{len(items)} events ({args.streams} streams x {args.deltas} deltas, one gap observed per delta), "
         f"batches of {args.batch}: {best / len(items) * 1e6:.2f} µs per event"
+    )
+    try:
+        import opentelemetry.sdk  # noqa: F401
+    except ImportError:
+        print("otel: not installed (pip install 'rillet[otel]')")
+        return
+    otel = min(anyio.run(measure_otel, items, args.batch) for _ in range(args.repeat))
+    print(
+        f"otel sink, same events: {otel / len(items) * 1e6:.2f} µs per event "
+        f"({otel / best:.2f}x the prometheus sink)"
     )
 
 

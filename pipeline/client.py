@@ -26,6 +26,8 @@ import httpx2
 from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from pipeline.wire_reader import WireReader
 
 SENT_NS = "rillet.sent_ns"
@@ -101,12 +103,15 @@ def make_client(
     ssl_context: ssl.SSLContext | None = None,
     wire: bool = False,
     wire_reader: WireReader | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncAnthropic:
     """A client whose connection pool fits the concurrency it will carry.
 
     ``ssl_context`` lets several clients share one (building the default costs about 30 ms).
     ``wire`` stamps on wire times, and ``wire_reader`` (implies ``wire``) reads the sockets in its
     thread; a host the SDK would reach through a proxy keeps the SDK's transport all the same.
+    ``tracer_provider`` takes the SDK's call spans (one per attempt, the SDK retrying nothing) into
+    rillet's traces (:mod:`sinks.otel`); None leaves the SDK on OpenTelemetry's global provider.
     """
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [_stamp_sent], "response": [_stamp_arrivals]}
@@ -114,7 +119,13 @@ def make_client(
     http_client: httpx2.AsyncClient = DefaultAsyncHttpxClient(
         limits=limits, timeout=timeout, verify=verify, event_hooks=hooks
     )
-    client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client)
+    # Given this option, the SDK reads none of its ANTHROPIC_OPEN_TELEMETRY* variables.
+    options: dict[str, Any] = {}
+    if tracer_provider is not None:
+        options["open_telemetry"] = {"tracer_provider": tracer_provider}
+    client = AsyncAnthropic(
+        api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client, **options
+    )
     if not (wire or wire_reader is not None):
         return client
     from pipeline.wire_client import wire_http_client
@@ -122,4 +133,4 @@ def make_client(
     wired = wire_http_client(http_client, client.base_url, limits, ssl_context, wire_reader)
     if wired is None:
         return client
-    return AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, http_client=wired)
+    return AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, http_client=wired, **options)

@@ -86,6 +86,18 @@ class ApiConfig(Strict):
     max_connections: int = Field(100, ge=1)
 
 
+class OtelConfig(Strict):
+    """OpenTelemetry traces and GenAI metrics (the ``otel`` extra); the standard ``OTEL_*`` variables
+    configure the exporters, and these keys, when set, win over them."""
+
+    enabled: bool = False
+    service_name: str | None = None
+    """``service.name`` of the resource; None: ``OTEL_SERVICE_NAME``, else ``rillet``."""
+    endpoint: str | None = None
+    """The OTLP/HTTP base URL (``/v1/traces`` and ``/v1/metrics`` are appended); None:
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` and its per-signal variants, else ``http://localhost:4318``."""
+
+
 class SinkPolicy(Strict):
     """The fan-out's policies, common to every sink."""
 
@@ -233,6 +245,7 @@ class RunConfig(Strict):
     resume: ResumeSettings = ResumeSettings()
     stages: list[StageConfig] = list(DEFAULT_STAGES)
     sinks: list[SinkConfig] = list(DEFAULT_SINKS)
+    otel: OtelConfig = OtelConfig()
     bench: dict[str, Any] | None = None
     """``rillet bench``'s table: validated by that application, which the core never imports."""
     serve: dict[str, Any] | None = None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 import anyio
 from anthropic import AsyncAnthropic
@@ -234,6 +235,15 @@ class StreamRun:
         )
 
 
+@runtime_checkable
+class StreamTracer(Protocol):
+    """A sink that traces each stream (:class:`sinks.otel.OtelSink`): the pipeline runs each stream,
+    its source's attempts included, inside the context ``trace_stream`` returns, so that the spans
+    the SDK makes for the attempts are children of the stream's span."""
+
+    def trace_stream(self, stream_id: str, request: dict[str, Any]) -> AbstractContextManager[None]: ...
+
+
 def new_stream_id() -> str:
     """Random and unguessable: stream ids end up in URLs a browser can open."""
     return uuid.uuid4().hex
@@ -262,6 +272,7 @@ class Pipeline:
         self.stages = tuple(stages)
         self.fanout = FanOut(sinks)
         self.resume = resume
+        self._tracer = next((spec.sink for spec in sinks if isinstance(spec.sink, StreamTracer)), None)
 
     def stream(self, request: dict[str, Any], stream_id: str | None = None) -> StreamRun:
         """A stream ready to :meth:`StreamRun.run`, so a caller can keep it (to cancel it, to show it)."""
@@ -274,7 +285,10 @@ class Pipeline:
     async def run_stream(self, stream: StreamRun) -> StreamResult:
         """Runs a stream made by :meth:`stream` against the API."""
         source = Source(self.client, stream.request, stream.stream_id, resume=self.resume)
-        return await stream.run(source, self.fanout)
+        if self._tracer is None:
+            return await stream.run(source, self.fanout)
+        with self._tracer.trace_stream(stream.stream_id, stream.request):
+            return await stream.run(source, self.fanout)
 
     async def __aenter__(self) -> Self:
         await self.fanout.__aenter__()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from types import TracebackType
 from typing import Any, Self
 
@@ -129,6 +129,16 @@ class SharedSinks:
     def lend(self) -> list[SinkSpec]:
         """Specs for one job's fan-out, with the configured buffers and error policies."""
         return [SinkSpec(Loan(spec.sink, self.lanes), spec.buffer, spec.on_error) for spec in self._specs]
+
+    def trace_stream(self, stream_id: str, request: dict[str, Any]) -> AbstractContextManager[None]:
+        """A job's stream run in the tracing sink's context (:class:`~pipeline.runner.StreamTracer`),
+        as a :class:`~pipeline.runner.Pipeline` runs its streams; nothing without such a sink."""
+        for spec in self._specs:
+            trace_stream = getattr(spec.sink, "trace_stream", None)
+            if trace_stream is not None:
+                context: AbstractContextManager[None] = trace_stream(stream_id, request)
+                return context
+        return nullcontext()
 
     def returned(self, provider: StatisticsProvider) -> None:
         """A job's fan-out has closed (every lane drained): its lanes' final counts join the totals."""

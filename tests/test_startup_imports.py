@@ -12,7 +12,15 @@ import sys
 
 import pytest
 
-HEAVY = ("anthropic", "matplotlib", "uvicorn", "starlette", "coredis", "pipeline.wire_transport")
+HEAVY = (
+    "anthropic",
+    "matplotlib",
+    "uvicorn",
+    "starlette",
+    "coredis",
+    "pipeline.wire_transport",
+    "opentelemetry.sdk",
+)
 
 PROBE = """
 import json, sys
@@ -66,3 +74,15 @@ def test_the_library_front_loads_a_name_on_first_use() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "True", "pipeline.runner"]
+
+
+@pytest.mark.parametrize(("otel", "loaded"), [(False, "False"), (True, "True")])
+def test_the_opentelemetry_sdk_is_imported_only_when_otel_is_enabled(otel: bool, loaded: str) -> None:
+    code = (
+        "import sys; from pathlib import Path; from pipeline.app.build import build_sinks; "
+        "from pipeline.config import parse_config; "
+        f"config = parse_config({{'otel': {{'enabled': {otel}}}}}, Path('run.toml')); "
+        "build_sinks(config, verbose=False, status_line=False); print('opentelemetry.sdk' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [loaded]

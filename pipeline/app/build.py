@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import (
     FileSinkConfig,
+    OtelConfig,
     PrometheusSinkConfig,
     RequestConfig,
     RunConfig,
@@ -108,9 +110,29 @@ def build_sink(config: SinkConfig, *, verbose: bool, registry: CollectorRegistry
 def build_sinks(config: RunConfig, *, verbose: bool, status_line: bool) -> list[SinkSpec]:
     """The configured sinks, plus the live status line when stderr is a terminal."""
     specs = [build_sink(sink, verbose=verbose) for sink in config.sinks]
+    if config.otel.enabled:
+        specs.append(build_otel_sink(config.otel))
     if status_line:
         specs.append(SinkSpec(StatusLineSink(sys.stderr), Buffer(256, OnFull.DROP_OLDEST), OnError.DISABLE))
     return specs
+
+
+def build_otel_sink(config: OtelConfig) -> SinkSpec:
+    """The ``[otel]`` table's sink; imports OpenTelemetry's SDK, so only when it is enabled."""
+    try:
+        from sinks.otel import OtelSink
+    except ImportError as exc:
+        raise ConfigError(f"otel.enabled needs the otel extra (pip install 'rillet[otel]'): {exc}") from None
+    # Telemetry must not stop a report: a failing sink is disabled, its buffer blocks (a dropped end
+    # would leave its stream's span open until the run ends).
+    sink = OtelSink(endpoint=config.endpoint, service_name=config.service_name)
+    return SinkSpec(sink, Buffer(4096, OnFull.BLOCK), OnError.DISABLE)
+
+
+def tracer_provider(specs: Sequence[SinkSpec]) -> Any:
+    """The otel sink's tracer provider, for :func:`pipeline.client.make_client`; None without one."""
+    providers = (getattr(spec.sink, "tracer_provider", None) for spec in specs)
+    return next((provider for provider in providers if provider is not None), None)
 
 
 def build_service_sinks(
@@ -150,4 +172,7 @@ def build_service_sinks(
                     type="prometheus", name="prometheus", address=address, linger=0, on_error=OnError.DISABLE
                 )
             ]
-    return [build_sink(sink, verbose=False, registry=registry) for sink in prometheus]
+    specs = [build_sink(sink, verbose=False, registry=registry) for sink in prometheus]
+    if config.otel.enabled:
+        specs.append(build_otel_sink(config.otel))
+    return specs

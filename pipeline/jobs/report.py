@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from pipeline.app.build import build_request, build_sinks, build_stages
+from pipeline.app.build import build_request, build_sinks, build_stages, tracer_provider
 from pipeline.app.endpoint import open_endpoint, simulator_preset
 from pipeline.app.summary import summary_line
 from pipeline.client import make_client
@@ -31,13 +31,14 @@ async def run_report(config: RunConfig, *, verbose: bool = False, simulator: str
     request = build_request(config.request)
     started = time.perf_counter()
     async with open_endpoint(config.api.base_url, simulator=simulated) as endpoint:
+        sinks = build_sinks(config, verbose=verbose, status_line=sys.stderr.isatty())
         client = make_client(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,
             max_connections=config.api.max_connections,
             timeout=config.api.timeout,
+            tracer_provider=tracer_provider(sinks),
         )
-        sinks = build_sinks(config, verbose=verbose, status_line=sys.stderr.isatty())
         async with (
             client,
             Pipeline(client, stages=build_stages(config), sinks=sinks, resume=config.resume) as pipeline,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from pipeline.app.build import build_stages
+from pipeline.app.build import build_stages, tracer_provider
 from pipeline.app.endpoint import open_endpoint
 from pipeline.client import make_client
 from pipeline.config import RunConfig
@@ -48,6 +48,7 @@ async def run_worker(
                 base_url=endpoint.base_url,
                 max_connections=max(config.api.max_connections, settings.concurrency),
                 timeout=config.api.timeout,
+                tracer_provider=tracer_provider(sinks),
             )
             worker = Worker(
                 queue,

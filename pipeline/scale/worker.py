@@ -34,6 +34,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,9 @@ class Worker:
             tg.start_soon(self._renew, lease, running)
             try:
                 async with fanout:
-                    result = await stream.run(source, fanout)
+                    traced = self.shared.trace_stream if self.shared is not None else _untraced
+                    with traced(stream.stream_id, take.request):
+                        result = await stream.run(source, fanout)
             except SinkError:
                 pass  # the result already says so; a fenced sink is handled below
             finally:
@@ -426,3 +429,8 @@ def _outcome_fields(result: StreamResult) -> dict[str, str]:
     if result.cost is not None:
         fields["cost_usd"] = repr(result.cost.usd)
     return fields
+
+
+def _untraced(stream_id: str, request: dict[str, Any]) -> AbstractContextManager[None]:
+    """A worker without shared sinks traces nothing."""
+    return nullcontext()

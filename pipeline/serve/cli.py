@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from pipeline.app.build import build_service_sinks, build_stages
+from pipeline.app.build import build_service_sinks, build_stages, tracer_provider
 from pipeline.app.endpoint import add_simulator_argument, open_endpoint, simulator_preset
 from pipeline.client import make_client
 from pipeline.config import RunConfig
@@ -165,6 +165,7 @@ async def serve_until_stopped(
                 base_url=endpoint.base_url,
                 max_connections=config.api.max_connections,
                 timeout=config.api.timeout,
+                tracer_provider=tracer_provider(sinks),
             )
             async with client, open_server(settings, client=client, stages=stages, sinks=sinks) as server:
                 for spec in sinks:
