@@ -180,6 +180,8 @@ class FanOut:
                     started = True
                     await self._drain(lane)
             except Exception as exc:
+                if isinstance(exc, ConfigError) and not started:
+                    raise  # it cannot open as configured (a busy port): refused before any request, exit 2
                 self._sink_failed(lane, exc)
         if lane.scope.cancelled_caught:
             self._sink_failed(lane, TimeoutError(f"flush did not finish within {self._flush_timeout} s"))

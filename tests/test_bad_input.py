@@ -194,7 +194,15 @@ ROWS += [
     Row(
         "worker metrics on a busy port",
         ("worker", "--redis", "REDIS/0", "--metrics-port", "BUSY"),
-        "--metrics-port: cannot listen on 127.0.0.1:BUSY",
+        # --metrics-port is served by the worker's prometheus sink, which names itself and the port.
+        "sink 'prometheus': cannot listen on 127.0.0.1:BUSY",
+    ),
+    Row(
+        "run with a prometheus sink on a busy port",
+        ("run", "job.toml"),
+        "sink 'prometheus': cannot listen on 127.0.0.1:BUSY",
+        files={"job.toml": '[[sinks]]\ntype = "prometheus"\naddress = "127.0.0.1:BUSY"\n'},
+        line=1,
     ),
     Row(
         "replica metrics on a busy port",
@@ -359,6 +367,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, row: Row, busy_port: i
             row,
             argv=tuple(_fill(arg, places) for arg in row.argv),
             expect=_fill(row.expect, places),
+            files={
+                name: _fill(content, places) if isinstance(content, str) else content
+                for name, content in row.files.items()
+            },
         )
         check_row(tmp_path, row)
 

@@ -318,13 +318,13 @@ async def test_serves_metrics_while_open_and_stops_on_exit() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_taken_port_raises_a_chained_sink_error() -> None:
-    """A port already in use fails the sink's opening with the OS error as its cause."""
+async def test_a_taken_port_is_a_configuration_error() -> None:
+    """A port already in use refuses the run before any request (exit 2), the OS error as its cause."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SinkError, match=f"127.0.0.1:{port}") as caught:
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}") as caught:
             async with PrometheusSink(address=f"127.0.0.1:{port}"):
                 pass
     assert isinstance(caught.value.__cause__, OSError)
