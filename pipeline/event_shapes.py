@@ -11,9 +11,11 @@ int), with every other key and every unknown ``type`` value allowed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+_Count = Annotated[StrictInt, Field(ge=0)]
 
 
 class _Shape(BaseModel):
@@ -27,10 +29,12 @@ class _Tagged(_Shape):
 
 
 class _Usage(_Shape):
-    input_tokens: StrictInt | None = None
-    output_tokens: StrictInt | None = None
-    cache_creation_input_tokens: StrictInt | None = None
-    cache_read_input_tokens: StrictInt | None = None
+    """The counts the cost and latency stages read, never negative; the API always sends output_tokens."""
+
+    input_tokens: _Count | None = None
+    output_tokens: _Count
+    cache_creation_input_tokens: _Count | None = None
+    cache_read_input_tokens: _Count | None = None
 
 
 class _Message(_Shape):
@@ -53,7 +57,8 @@ class _StopDelta(_Shape):
 
 class _MessageDelta(_Shape):
     delta: _StopDelta
-    usage: _Usage | None = None
+    usage: _Usage
+    """Always sent by the API; the stages read its cumulative counts."""
 
 
 class _BlockStart(_Shape):

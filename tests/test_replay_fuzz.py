@@ -135,13 +135,17 @@ def check(status: int, stderr: str) -> None:
     assert "Traceback" not in stderr
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURE_CHECK = HealthCheck.function_scoped_fixture
+"""The folder is reused across examples on purpose: each replay overwrites its files."""
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[FIXTURE_CHECK])
 @given(recording=st.binary(max_size=600) | st.text(max_size=300).map(str.encode))
 def test_arbitrary_bytes(folder: Path, recording: bytes) -> None:
     check(*replay(folder, recording))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[FIXTURE_CHECK])
 @given(after_start=st.booleans(), body=st.lists(events, max_size=6))
 def test_arbitrary_json_in_valid_framing(
     folder: Path, after_start: bool, body: list[dict[str, object]]

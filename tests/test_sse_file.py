@@ -173,7 +173,14 @@ def test_future_block_delta_and_stop_reason_types_are_not_refused() -> None:
                 "content_block_delta",
                 {"type": "content_block_delta", "index": 0, "delta": {"type": "hologram_delta"}},
             ),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tea_break"}, "usage": {}}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tea_break"},
+                    "usage": {"output_tokens": 1},
+                },
+            ),
         ]
     )
     events = [recorded.event for recorded in parse_sse_events(body, name="rec.sse")]
