@@ -47,7 +47,17 @@ SLOW = ("--ttft-ms", "50", "--tokens-per-s", "5")
 
 
 def test_a_stamp_is_the_arrival_not_the_read() -> None:
-    """Bytes read 50 ms after they came are stamped when they came; a request's start is its first send."""
+    """Bytes read 50 ms after they came are stamped when they came; a request's start is its first send.
+
+    A loaded machine can defer loopback delivery itself, so the exchange is tried up to five times:
+    a stamp taken at the read would fail every one of them."""
+    for _ in range(5):
+        if _stamped_at_arrival():
+            return
+    pytest.fail("in five exchanges, no arrival was stamped at least 40 ms before its read 50 ms later")
+
+
+def _stamped_at_arrival() -> bool:
     with StampedListener() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -65,12 +75,12 @@ def test_a_stamp_is_the_arrival_not_the_read() -> None:
                 time.sleep(0.05)
                 assert server.recv(100) == b"GET / HTTP/1.1\r\n\r\n"
                 read = time.perf_counter_ns()
-                assert before <= first_send <= server.received_ns < read - 40_000_000
-                assert server.received_ns - sent < 1_000_000  # loopback delivers within the send
+                assert before <= first_send <= server.received_ns < read
                 server.send(b"HTTP/1.1 200 OK\r\n\r\n")
                 client.recv(100)
                 client.send(b"GET /next HTTP/1.1\r\n\r\n")
                 assert client.request_sent_ns > sent  # an answer came: the next send starts a request
+                return server.received_ns < read - 40_000_000 and server.received_ns - sent < 1_000_000
 
 
 async def _items(
