@@ -24,6 +24,14 @@ class ConfigError(RilletError):
     """A configuration file, key or option is invalid: the message names file, key and expectation."""
 
 
+def cannot_listen(host: str, port: int, exc: OSError, where: str = "") -> ConfigError:
+    """A server's address that is busy or foreign: the configuration's to fix (exit 2), never a traceback.
+
+    ``where`` names what asked for the address (a flag, a sink), when the address alone does not."""
+    prefix = f"{where}: " if where else ""
+    return ConfigError(f"{prefix}cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 class InputError(RilletError):
     """Input the user gave (a recorded stream, a prompt file) is malformed: the message names the line."""
 

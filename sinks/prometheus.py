@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, cannot_listen
 from pipeline.events import CostUpdate, FirstToken, Item, LatencySummary, StreamEnded, Usage
 from pipeline.fanout import StatisticsProvider
 from sinks._metrics import (
@@ -222,9 +222,8 @@ class PrometheusSink:
             host, port = self._bind_to
             try:
                 self._server = MetricsServer(self.registry, host, port)
-            except OSError as exc:  # a busy or foreign address is the configuration's to fix
-                reason = exc.strerror or exc
-                raise ConfigError(f"sink {self.name!r}: cannot listen on {host}:{port}: {reason}") from exc
+            except OSError as exc:
+                raise cannot_listen(host, port, exc, f"sink {self.name!r}") from exc
         if self._push_interval is not None:
             self._next_push = anyio.current_time() + self._push_interval
         return self

@@ -68,6 +68,19 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | extra
 
 
+def start_report(cwd: Path, base_url: str, *, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """A real ``rillet run`` of an 8,000-token report against ``base_url``, writing into ``cwd``,
+    its stdout piped: for tests that stop or kill it mid-report."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--max-tokens", "8000"],
+        cwd=cwd,
+        env=clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key"),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
 @pytest.fixture
 def broken_pipe() -> Iterator[TextIO]:
     """The write end of a real pipe whose reader is gone, as under ``rillet run | head``: Python

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SimulatorProcess, clean_environment
+from tests.conftest import SimulatorProcess, start_report
 
 
 @pytest.mark.parametrize(
@@ -20,15 +18,7 @@ def test_a_signal_stops_the_stream_and_keeps_the_partial_report(
 ) -> None:
     """Mid-report: exit 130/143, summary line, the partial text kept in the file with a marker."""
     base_url = simulator_process("--tokens-per-s", "300")
-    env = clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--max-tokens", "8000"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_report(tmp_path, base_url)
     assert process.stdout is not None
     received = ""
     while len(received) < 300:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import uvicorn
 
-from pipeline.errors import ConfigError
+from pipeline.errors import cannot_listen
 
 
 def embedded_config(app: Any, **options: Any) -> uvicorn.Config:
@@ -56,14 +56,14 @@ def bind_socket(host: str, port: int, kind: type[socket.socket] = socket.socket)
     try:
         family, socktype, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise cannot_listen(host, port, exc) from exc
     sock = kind(family, socktype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise cannot_listen(host, port, exc) from exc
     except BaseException:
         sock.close()
         raise

@@ -47,10 +47,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from pipeline.jobs.replay import replay
+    from pipeline.sse_file import MAX_LINE_BYTES  # with the SDK: not at start-up
 
     config = load_config(args.config) if args.config else None
-    limit = {} if args.max_line_bytes is None else {"max_line_bytes": args.max_line_bytes}
-    return anyio.run(lambda: replay(args.file, config, args.final_json, **limit))
+    limit: int = args.max_line_bytes or MAX_LINE_BYTES
+    return anyio.run(replay, args.file, config, args.final_json, limit)
 
 
 def _positive(text: str) -> int:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.errors import ConfigError
+from pipeline.errors import cannot_listen
 from sinks._server import MetricsServer
 
 APPEND_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -118,5 +118,4 @@ def serve_metrics(registry: CollectorRegistry, port: int) -> MetricsServer:
     try:
         return MetricsServer(registry, "127.0.0.1", port)
     except OSError as exc:
-        reason = exc.strerror or exc
-        raise ConfigError(f"--metrics-port: cannot listen on 127.0.0.1:{port}: {reason}") from exc
+        raise cannot_listen("127.0.0.1", port, exc, "--metrics-port") from exc

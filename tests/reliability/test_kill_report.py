@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import SimulatorProcess, clean_environment
+from tests.conftest import SimulatorProcess, start_report
 
 SHOWN = 600
 """Characters stdout must have shown before the kill (well under the 8 KiB buffer of a text file)."""
@@ -22,15 +21,7 @@ def test_a_killed_run_leaves_what_stdout_showed_in_the_part_file(
 ) -> None:
     """Everything stdout had shown before the last few batches is in the ``.part`` file, in order."""
     base_url = simulator_process("--tokens-per-s", "150")
-    env = clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--max-tokens", "8000"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_report(tmp_path, base_url, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     shown = ""
     while len(shown) < SHOWN:
