@@ -47,7 +47,7 @@ from fault_harness import (  # noqa: E402
     run_case,
 )
 
-from pipeline.simulator import open_simulator  # noqa: E402
+from pipeline.apps.simulator import open_simulator  # noqa: E402
 
 
 def _failure(

@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from pipeline.apps.run.sse_file import read_sse_events  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
-from pipeline.sse_file import read_sse_events  # noqa: E402
 
 DELTA_TEXT = "The river bends here, and the bank gives way. "
 

@@ -61,11 +61,11 @@ from scale_harness import (  # noqa: E402
     write_config,
 )
 
-from pipeline.bench.stats import percentile  # noqa: E402
-from pipeline.scale import Frame, LogEntry, RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
-from pipeline.scale.frames import accumulate, fold  # noqa: E402
-from pipeline.serve import ServeSettings  # noqa: E402
-from pipeline.simulator import SimulatorSettings, reference_text  # noqa: E402
+from pipeline.apps.bench.stats import percentile  # noqa: E402
+from pipeline.apps.scale import Frame, LogEntry, RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
+from pipeline.apps.scale.frames import accumulate, fold  # noqa: E402
+from pipeline.apps.serve import ServeSettings  # noqa: E402
+from pipeline.apps.simulator import SimulatorSettings, reference_text  # noqa: E402
 from tests.serve.harness import stream_text  # noqa: E402
 from tests.serve.sse_parser import Event, SseParser  # noqa: E402
 

@@ -1,6 +1,6 @@
 """How many concurrent streams one simulator process serves: 1,000 SDK streams against one server.
 
-Starts ``python -m pipeline.simulator`` on a free loopback port in a subprocess, then drives
+Starts ``python -m pipeline.apps.simulator`` on a free loopback port in a subprocess, then drives
 ``--streams`` concurrent ``messages.create(stream=True)`` calls from this process with the real
 SDK (raw events, no helper) through one connection pool sized to the concurrency. Prints
 completed/failed counts, wall time, events/s, the peak number of streams open at once, the
@@ -46,7 +46,7 @@ def _start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], s
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.simulator",
+        "pipeline.apps.simulator",
         "--port",
         "0",
         "--ttft-ms",

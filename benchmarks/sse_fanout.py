@@ -34,9 +34,9 @@ from typing import Any
 import anyio
 import httpx2
 
+from pipeline.apps.serve import ServeSettings, open_server
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.client import make_client
-from pipeline.serve import ServeSettings, open_server
-from pipeline.simulator import SimulatorSettings, open_simulator
 from pipeline.stages import StageFactory
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage

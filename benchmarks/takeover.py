@@ -50,10 +50,10 @@ from scale_harness import (  # noqa: E402
     write_config,
 )
 
-from pipeline.bench.stats import percentile  # noqa: E402
-from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
-from pipeline.scale.frames import accumulate, fold  # noqa: E402
-from pipeline.simulator import SimulatorSettings, reference_text  # noqa: E402
+from pipeline.apps.bench.stats import percentile  # noqa: E402
+from pipeline.apps.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis  # noqa: E402
+from pipeline.apps.scale.frames import accumulate, fold  # noqa: E402
+from pipeline.apps.simulator import SimulatorSettings, reference_text  # noqa: E402
 
 TOKENS_PER_S = 300.0
 REPORT_TOKENS = 600

@@ -23,6 +23,7 @@ import anyio
 import httpx2
 from anthropic import AsyncAnthropic
 
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.config import (
     AccumulateStageConfig,
     CostStageConfig,
@@ -31,7 +32,6 @@ from pipeline.config import (
     RepetitionStageConfig,
 )
 from pipeline.runner import Pipeline
-from pipeline.simulator import SimulatorSettings, open_simulator
 from pipeline.sink import SinkSpec
 from sinks.file import FileSink
 from sinks.stdout import StdoutSink

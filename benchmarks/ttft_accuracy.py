@@ -1,12 +1,12 @@
 """How far rillet's TTFT is from the truth: client TTFT − server TTFT, at concurrency 1 and 256.
 
-Starts ``python -m pipeline.simulator`` in its own process (so the server never competes with the
+Starts ``python -m pipeline.apps.simulator`` in its own process (so the server never competes with the
 client for its event loop) with a fixed TTFT, runs ``rillet bench`` against it in this process
 with the truth check on, and prints ``ttft_error_ms p50=X p99=Y`` per concurrency, with the split
 into the send side (clock zero, the request's first byte sent → its arrival at the server's
 socket) and the receive side (server write → the arrival of the chunk that completed the first
 delta at the client's socket), and the SDK's request building kept out of TTFT (``ttft_from_call``
-adds it back). Arrivals are the kernel's stamps (:mod:`pipeline.wire`); both processes convert
+adds it back). Arrivals are the kernel's stamps (:mod:`pipeline.wire.stamps`); both processes convert
 them to ``perf_counter_ns`` (CLOCK_MONOTONIC, one clock machine-wide).
 
     /work/venv/bin/python benchmarks/ttft_accuracy.py [--ttft-ms 200] [--concurrency 1,256]
@@ -29,11 +29,11 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.bench import BenchSettings, run_bench  # noqa: E402
+from pipeline.apps.bench import BenchSettings, run_bench  # noqa: E402
 
 
 def start_simulator(ttft_ms: float, tokens_per_s: float) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "pipeline.simulator", "--port", "0", "--ttft-ms", str(ttft_ms)]
+    cmd = [sys.executable, "-m", "pipeline.apps.simulator", "--port", "0", "--ttft-ms", str(ttft_ms)]
     cmd += ["--tokens-per-s", str(tokens_per_s)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None

@@ -2,8 +2,8 @@
 
 One long stream (several thousand deltas, as fast as the simulator writes them) is read through
 the SDK's raw event stream three ways: the SDK's default httpx2 transport (``sdk``), rillet's
-:class:`~pipeline.wire_transport.WireTransport` read in the loop (``wire``, what
-``make_client(wire=True)`` gives), and the same read by the :mod:`pipeline.wire_reader` thread
+:class:`~pipeline.wire.transport.WireTransport` read in the loop (``wire``, what
+``make_client(wire=True)`` gives), and the same read by the :mod:`pipeline.wire.reader` thread
 (``wire+thread``, what ``rillet bench`` uses). The simulator runs in its own process; CPU is the
 client process's ``time.process_time`` (every thread). Runs alternate to share the machine's noise;
 the ratios are medians against ``sdk``.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from ttft_accuracy import start_simulator  # noqa: E402
 
 from pipeline.client import make_client  # noqa: E402
-from pipeline.wire_reader import WireReader  # noqa: E402
+from pipeline.wire.reader import WireReader  # noqa: E402
 
 Variant = Callable[[str], AsyncAnthropic]
 

@@ -1,7 +1,7 @@
 import anyio
 
 from pipeline import AccumulateStage, Buffer, LatencyStage, OnFull, Pipeline, SinkSpec, make_client
-from pipeline.simulator import open_simulator
+from pipeline.apps.simulator import open_simulator
 from sinks.file import FileSink
 from sinks.stdout import StdoutSink
 

@@ -21,8 +21,8 @@ import anyio
 import anyio.to_thread
 
 from pipeline import AccumulateStage, Item, Pipeline, SinkSpec, make_client
+from pipeline.apps.simulator import open_simulator
 from pipeline.events import event_type, report_text
-from pipeline.simulator import open_simulator
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS events (stream_id TEXT, seq INTEGER, type TEXT, text TEXT)"
 

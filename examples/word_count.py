@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import anyio
 
 from pipeline import AccumulateStage, Item, Pipeline, StreamContext, make_client
+from pipeline.apps.simulator import open_simulator
 from pipeline.events import report_text
-from pipeline.simulator import open_simulator
 
 
 @dataclass(frozen=True)

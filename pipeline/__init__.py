@@ -4,7 +4,7 @@ The public front: everything a program needs to build a pipeline in code. Implem
 the modules; applications (``rillet run``, ``serve``, ``bench``, ...) are built on these names.
 
 The names are listed once, in ``__init__.pyi``, and each is imported on first use: ``import
-pipeline.cli`` (every ``rillet`` command) must not pay for the SDK and pydantic models it may never
+pipeline.apps.cli`` (every ``rillet`` command) must not pay for the SDK and pydantic models it may never
 use.
 """
 

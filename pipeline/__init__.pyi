@@ -22,7 +22,6 @@ from .events import ToolInputError as ToolInputError
 from .events import Usage as Usage
 from .fanout import FanOut as FanOut
 from .fanout import SinkStatistics as SinkStatistics
-from .resume import ResumeSettings as ResumeSettings
 from .runner import Pipeline as Pipeline
 from .runner import StreamResult as StreamResult
 from .runner import StreamRun as StreamRun
@@ -31,6 +30,7 @@ from .sink import OnError as OnError
 from .sink import OnFull as OnFull
 from .sink import Sink as Sink
 from .sink import SinkSpec as SinkSpec
+from .source.resume import ResumeSettings as ResumeSettings
 from .stages import Stage as Stage
 from .stages import StageFactory as StageFactory
 from .stages import StreamContext as StreamContext

@@ -4,14 +4,14 @@ The SDK's own retries are turned off (``max_retries=0``): the source owns every 
 never multiply silently and every one is visible as an event and counted.
 
 The transport is the SDK's own (httpx2, with its proxies, TLS and keep-alive), and the stamps are
-taken in user space: each request (its :data:`SENT_NS` extension, on the ``time.perf_counter_ns``
-clock) as the SDK hands it to the transport, and each response body chunk as the transport yields
-it (:class:`Arrival`, in its :data:`ARRIVAL` extension). The SDK decodes chunk by chunk without
-reading ahead, so when it yields an event, the latest chunk is the one that completed it: SSE
-decoding, JSON and pydantic work stay out of the receive time.
+taken in user space (:mod:`pipeline.arrivals`): each request (its ``SENT_NS`` extension, on the
+``time.perf_counter_ns`` clock) as the SDK hands it to the transport, and each response body chunk
+as the transport yields it (an ``Arrival``, in its ``ARRIVAL`` extension). The SDK decodes chunk by
+chunk without reading ahead, so when it yields an event, the latest chunk is the one that completed
+it: SSE decoding, JSON and pydantic work stay out of the receive time.
 
 ``make_client(wire=True)`` (what ``rillet bench`` uses) swaps in wire times instead: kernel receive
-stamps read off the socket, optionally by a thread a busy loop cannot delay (:mod:`pipeline.wire_client`,
+stamps read off the socket, optionally by a thread a busy loop cannot delay (:mod:`pipeline.wire.client`,
 imported only then).
 """
 
@@ -19,59 +19,18 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
+from pipeline.arrivals import SENT_NS, stamp_body
+
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from pipeline.wire_reader import WireReader
-
-SENT_NS = "rillet.sent_ns"
-"""Request extension: when the request went to the transport (or, on wire times, to the socket)."""
-
-ARRIVAL = "rillet.arrival"
-"""Response extension: the response's :class:`Arrival`."""
-
-Clock = Callable[[], int]
-"""When the chunk just read arrived, in ``perf_counter_ns``."""
-
-
-class Arrival:
-    """When the latest chunk of a response body came off the transport, in ``perf_counter_ns``."""
-
-    __slots__ = ("ns",)
-
-    def __init__(self, ns: int) -> None:
-        self.ns = ns
-
-
-class _StampedStream(httpx2.AsyncByteStream):
-    def __init__(self, inner: httpx2.AsyncByteStream, arrival: Arrival, clock: Clock) -> None:
-        self._inner = inner
-        self._arrival = arrival
-        self._clock = clock
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        arrival, clock = self._arrival, self._clock
-        async for chunk in self._inner:
-            arrival.ns = clock()
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def stamp_body(response: httpx2.Response, clock: Clock) -> None:
-    """Wraps ``response``'s body so that each chunk notes its arrival by ``clock``."""
-    stream = response.stream
-    if isinstance(stream, httpx2.AsyncByteStream):
-        arrival = Arrival(clock())
-        response.extensions[ARRIVAL] = arrival
-        response.stream = _StampedStream(stream, arrival, clock)
+    from pipeline.wire.reader import WireReader
 
 
 async def _stamp_sent(request: httpx2.Request) -> None:
@@ -80,18 +39,6 @@ async def _stamp_sent(request: httpx2.Request) -> None:
 
 async def _stamp_arrivals(response: httpx2.Response) -> None:
     stamp_body(response, time.perf_counter_ns)
-
-
-def arrival(response: httpx2.Response) -> Arrival | None:
-    """The response's :class:`Arrival`; None for a client not built here."""
-    found = response.extensions.get(ARRIVAL)
-    return found if isinstance(found, Arrival) else None
-
-
-def sent_ns(response: httpx2.Response) -> int | None:
-    """When ``response``'s request was sent; None for a client not built here."""
-    stamp = response.request.extensions.get(SENT_NS)
-    return stamp if isinstance(stamp, int) else None
 
 
 def make_client(
@@ -128,7 +75,7 @@ def make_client(
     )
     if not (wire or wire_reader is not None):
         return client
-    from pipeline.wire_client import wire_http_client
+    from pipeline.wire.client import wire_http_client
 
     wired = wire_http_client(http_client, client.base_url, limits, ssl_context, wire_reader)
     if wired is None:

@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.resume import ResumeSettings
 from pipeline.sink import Buffer, OnError, OnFull
+from pipeline.source.resume import ResumeSettings
 from pipeline.stages import StageFactory
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostSettings, CostStage

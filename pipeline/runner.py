@@ -32,9 +32,9 @@ from pipeline.events import (
 )
 from pipeline.fanout import FanOut
 from pipeline.plugins import check_sink, check_stage, check_stage_factory, is_items, returned
-from pipeline.resume import ResumeSettings
 from pipeline.sink import SinkSpec
-from pipeline.source import EventSource, Source
+from pipeline.source.resume import ResumeSettings
+from pipeline.source.stream import EventSource, Source
 from pipeline.stages import Stage, StageFactory, StreamContext
 
 SOURCE_BUFFER = 64

@@ -39,7 +39,7 @@ from sinks._metrics import (
     observe_many,
 )
 from sinks._pushgateway import Pushgateway
-from sinks._server import MetricsServer
+from sinks.metrics_server import MetricsServer
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
 """Loopback by default: metrics name models and costs, and must not reach a network by accident."""

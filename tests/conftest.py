@@ -44,7 +44,7 @@ def simulator_process() -> Iterator[SimulatorProcess]:
 
     def start(*options: str) -> str:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.simulator", "--port", "0", *options],
+            [sys.executable, "-m", "pipeline.apps.simulator", "--port", "0", *options],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -72,7 +72,7 @@ def start_report(cwd: Path, base_url: str, *, stderr: int = subprocess.PIPE) -> 
     """A real ``rillet run`` of an 8,000-token report against ``base_url``, writing into ``cwd``,
     its stdout piped: for tests that stop or kill it mid-report."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--max-tokens", "8000"],
+        [sys.executable, "-m", "pipeline.apps", "run", "--max-tokens", "8000"],
         cwd=cwd,
         env=clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key"),
         stdout=subprocess.PIPE,

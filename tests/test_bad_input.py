@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import FIXTURES, clean_environment
 from tests.scale.scale_harness import RedisServer
 
-RILLET = [sys.executable, "-m", "pipeline.cli"]
+RILLET = [sys.executable, "-m", "pipeline.apps"]
 BASIC = (FIXTURES / "sdk-basic_response.sse").read_text(encoding="utf-8")
 """A recorded stream that starts a message and a text block and streams text into it."""
 BASIC_LINES = BASIC.count("\n")

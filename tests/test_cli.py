@@ -12,9 +12,9 @@ from typing import TextIO
 
 import pytest
 
-from pipeline.simulator import SimulatorSettings, reference_text
+from pipeline.apps.simulator import SimulatorSettings, reference_text
 
-RILLET = [sys.executable, "-m", "pipeline.cli"]
+RILLET = [sys.executable, "-m", "pipeline.apps"]
 
 
 def rillet(

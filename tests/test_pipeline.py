@@ -10,11 +10,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from pipeline.apps.simulator import Simulator, SimulatorSettings, open_simulator, reference_text
 from pipeline.client import make_client
 from pipeline.config import DEFAULT_STAGES, RepetitionStageConfig
 from pipeline.events import Item, ResponseHeaders, StreamEnded, report_text
 from pipeline.runner import Pipeline
-from pipeline.simulator import Simulator, SimulatorSettings, open_simulator, reference_text
 from pipeline.sink import Buffer, OnError, SinkSpec
 from pipeline.stages import StageFactory
 

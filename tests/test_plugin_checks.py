@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.apps.simulator import Simulator, open_simulator
 from pipeline.client import make_client
 from pipeline.events import Item
 from pipeline.runner import Pipeline
-from pipeline.simulator import Simulator, open_simulator
 from pipeline.sink import SinkSpec
 from pipeline.stages import StreamContext
 from pipeline.stages.accumulate import AccumulateStage

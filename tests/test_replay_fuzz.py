@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.cli import main
+from pipeline.apps.cli import main
 from tests.conftest import FIXTURES
 
 SINKS = """

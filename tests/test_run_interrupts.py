@@ -1,6 +1,6 @@
 """Ctrl+C at any moment of ``rillet run``: never a hang, never a traceback; a second one exits at once.
 
-Real processes: ``rillet run`` (``python -m pipeline.cli``), the simulator process, and a FIFO
+Real processes: ``rillet run`` (``python -m pipeline.apps``), the simulator process, and a FIFO
 nobody reads, which holds the run in its file sink's open before the stream listens for signals.
 """
 
@@ -22,7 +22,7 @@ IMPORTED = "rillet-test: imported"
 STARTED = [
     sys.executable,
     "-c",
-    f"import sys, pipeline.cli as cli; print({IMPORTED!r}, file=sys.stderr, flush=True); "
+    f"import sys, pipeline.apps.cli as cli; print({IMPORTED!r}, file=sys.stderr, flush=True); "
     "sys.exit(cli.main())",
 ]
 """``rillet`` as its console script runs it, saying when its imports are done (the moment its

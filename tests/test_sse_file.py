@@ -13,8 +13,8 @@ from anthropic.types import RawMessageStreamEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.apps.run.sse_file import RecordedEvent, parse_sse_events, read_sse_events
 from pipeline.errors import InputError, SourceError
-from pipeline.sse_file import RecordedEvent, parse_sse_events, read_sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sse"
 RECORDINGS = sorted(FIXTURES.glob("sdk-*.sse"))

@@ -18,13 +18,13 @@ HEAVY = (
     "uvicorn",
     "starlette",
     "coredis",
-    "pipeline.wire_transport",
+    "pipeline.wire.transport",
     "opentelemetry.sdk",
 )
 
 PROBE = """
 import json, sys
-from pipeline.cli import main
+from pipeline.apps.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -79,7 +79,7 @@ def test_the_library_front_loads_a_name_on_first_use() -> None:
 @pytest.mark.parametrize(("otel", "loaded"), [(False, "False"), (True, "True")])
 def test_the_opentelemetry_sdk_is_imported_only_when_otel_is_enabled(otel: bool, loaded: str) -> None:
     code = (
-        "import sys; from pathlib import Path; from pipeline.app.build import build_sinks; "
+        "import sys; from pathlib import Path; from pipeline.apps.shared.build import build_sinks; "
         "from pipeline.config import parse_config; "
         f"config = parse_config({{'otel': {{'enabled': {otel}}}}}, Path('run.toml')); "
         "build_sinks(config, verbose=False, status_line=False); print('opentelemetry.sdk' in sys.modules)"

@@ -13,7 +13,7 @@ from tests.conftest import SimulatorProcess, clean_environment
 
 def run_report(tmp_path: Path, base_url: str, stderr: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--max-tokens", "600"],
+        [sys.executable, "-m", "pipeline.apps", "run", "--max-tokens", "600"],
         cwd=tmp_path,
         env=clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="k", COLUMNS="100", LINES="30"),
         stdout=subprocess.PIPE,

@@ -18,13 +18,13 @@ import httpx2
 import pytest
 import trustme
 
+from pipeline.apps.simulator import SimulatorSettings, open_simulator, reference_text
 from pipeline.client import make_client
 from pipeline.events import Item, ResponseHeaders
-from pipeline.simulator import SimulatorSettings, open_simulator, reference_text
-from pipeline.source import Source
-from pipeline.wire import StampedListener, StampedSocket
-from pipeline.wire_reader import WireReader
-from pipeline.wire_transport import WireStream, WireTransport
+from pipeline.source.stream import Source
+from pipeline.wire.reader import WireReader
+from pipeline.wire.stamps import StampedListener, StampedSocket
+from pipeline.wire.transport import WireStream, WireTransport
 from tests.conftest import SimulatorProcess, free_port
 from tests.relays import tls_front
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.bench import run_bench
-from pipeline.bench.cli import add_arguments, load_settings
-from pipeline.bench.settings import BenchSettings
+from pipeline.apps.bench import run_bench
+from pipeline.apps.bench.cli import add_arguments, load_settings
+from pipeline.apps.bench.settings import BenchSettings
 
 SIM = ["--sim-ttft-ms", "5", "--sim-tokens-per-s", "4000", "--progress", "off"]
 

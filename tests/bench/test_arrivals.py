@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from pipeline.bench.arrivals import arrival_offsets
+from pipeline.apps.bench.arrivals import arrival_offsets
 
 N = 20_000
 

@@ -1,4 +1,4 @@
-"""``python -m pipeline.bench``: the cost guard, Ctrl-C, the config file, JSONL prompts."""
+"""``python -m pipeline.apps.bench``: the cost guard, Ctrl-C, the config file, JSONL prompts."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.cli import add_arguments, load_settings, main
-from pipeline.bench.settings import BenchSettings
-from pipeline.bench.workload import Workload, load_prompts
+from pipeline.apps.bench.cli import add_arguments, load_settings, main
+from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.workload import Workload, load_prompts
 from pipeline.config import RunConfig
 from pipeline.errors import InputError
 
@@ -95,7 +95,7 @@ def test_ctrl_c_writes_the_results_of_what_completed(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     cmd = [
-        sys.executable, "-m", "pipeline.bench", "--num-requests", "100000", "--concurrency", "4",
+        sys.executable, "-m", "pipeline.apps", "bench", "--num-requests", "100000", "--concurrency", "4",
         "--output-tokens", "16", "--sim-ttft-ms", "5", "--sim-tokens-per-s", "0", "--warmup", "0",
         "--result-json", str(out), "--save-requests", str(tmp_path / "r.jsonl"), "--progress", "on",
     ]  # fmt: skip

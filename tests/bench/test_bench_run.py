@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.bench import BenchSettings, SimulatorOptions, run_bench
-from pipeline.bench.run import BenchReport
+from pipeline.apps.bench import BenchSettings, SimulatorOptions, run_bench
+from pipeline.apps.bench.run import BenchReport
 
 pytestmark = pytest.mark.anyio
 

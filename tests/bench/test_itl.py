@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from pipeline.bench import BenchSettings, SimulatorOptions, run_bench
-from pipeline.bench.record import RequestRecord, split_tokens
-from pipeline.bench.results import PointRun, peak_tokens_per_second, point_result
+from pipeline.apps.bench import BenchSettings, SimulatorOptions, run_bench
+from pipeline.apps.bench.record import RequestRecord, split_tokens
+from pipeline.apps.bench.results import PointRun, peak_tokens_per_second, point_result
 
 MS = 1_000_000
 

@@ -9,8 +9,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from pipeline.bench.arrivals import arrival_offsets
-from pipeline.bench.load import Budget, Dispatch, closed_loop, open_loop
+from pipeline.apps.bench.arrivals import arrival_offsets
+from pipeline.apps.bench.load import Budget, Dispatch, closed_loop, open_loop
 
 pytestmark = pytest.mark.anyio
 

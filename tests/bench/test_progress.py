@@ -10,8 +10,8 @@ import threading
 import anyio
 import pytest
 
-from pipeline.bench import BenchSettings, SimulatorOptions, progress, run_bench
-from pipeline.bench.progress import SLOTS, Snapshot, count, line, new_counters
+from pipeline.apps.bench import BenchSettings, SimulatorOptions, progress, run_bench
+from pipeline.apps.bench.progress import SLOTS, Snapshot, count, line, new_counters
 
 SETTINGS = BenchSettings(
     num_requests=30,

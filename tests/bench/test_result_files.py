@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.bench.cli import main
+from pipeline.apps import cli
+
+
+def main(argv: list[str]) -> int:
+    """``rillet bench ARGV``, in this process."""
+    return cli.main(["bench", *argv])
+
 
 SIM = ["--sim-ttft-ms", "5", "--sim-tokens-per-s", "4000", "--progress", "off"]
 

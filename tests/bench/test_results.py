@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.bench.console import summary
-from pipeline.bench.record import RequestRecord
-from pipeline.bench.results import PointRun, point_result
-from pipeline.bench.settings import BenchSettings
-from pipeline.bench.stats import Summary, peak_overlap, percentile
+from pipeline.apps.bench.console import summary
+from pipeline.apps.bench.record import RequestRecord
+from pipeline.apps.bench.results import PointRun, point_result
+from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.stats import Summary, peak_overlap, percentile
 
 VLLM_KEYS = {
     "date", "backend", "model_id", "num_prompts", "request_rate", "burstiness", "max_concurrency",

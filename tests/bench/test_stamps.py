@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import pytest
 
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.client import make_client
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
-from pipeline.simulator import SimulatorSettings, open_simulator
-from pipeline.source import Source
+from pipeline.source.stream import Source
 
 pytestmark = pytest.mark.anyio
 

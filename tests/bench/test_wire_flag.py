@@ -11,10 +11,10 @@ from tests.conftest import clean_environment
 
 PROBE = """
 import sys
-from pipeline.cli import main
+from pipeline.apps.cli import main
 quick = ["--num-requests", "2", "--output-tokens", "8", "--warmup", "0", "--progress", "off"]
 status = main(["bench", *quick, *sys.argv[1:]])
-print(status, "pipeline.wire_transport" in sys.modules)
+print(status, "pipeline.wire.transport" in sys.modules)
 """
 
 

@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.client import make_client
 from pipeline.events import AttemptStarted, Item, StreamEnded
 from pipeline.runner import Pipeline, StreamResult
-from pipeline.simulator import SimulatorSettings, open_simulator
 from pipeline.sink import SinkSpec
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage

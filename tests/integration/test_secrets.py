@@ -46,7 +46,7 @@ job = "secrets"
         encoding="utf-8",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--verbose"],
+        [sys.executable, "-m", "pipeline.apps", "run", str(config), "--verbose"],
         cwd=tmp_path,
         env=clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY=FAKE_KEY),
         capture_output=True,

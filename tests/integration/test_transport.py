@@ -17,7 +17,7 @@ import anyio
 import pytest
 import trustme
 
-from pipeline.simulator import open_simulator, reference_text
+from pipeline.apps.simulator import open_simulator, reference_text
 from tests.conftest import clean_environment
 from tests.relays import connect_proxy, tls_front
 

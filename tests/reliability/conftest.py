@@ -8,7 +8,7 @@ import pytest
 from anthropic import AsyncAnthropic
 from fault_harness import SIMULATOR
 
-from pipeline.simulator import Simulator, open_simulator
+from pipeline.apps.simulator import Simulator, open_simulator
 
 
 @pytest.fixture

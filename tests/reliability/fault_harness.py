@@ -17,14 +17,14 @@ from typing import Any, Literal, Self
 
 from anthropic import AsyncAnthropic
 
+from pipeline.apps.simulator import Simulator, SimulatorSettings, reference_plan
+from pipeline.apps.simulator._events import iter_events
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
 from pipeline.fanout import FanOut
-from pipeline.resume import PrefillSupport, ResumeSettings
 from pipeline.runner import StreamResult, StreamRun
-from pipeline.simulator import Simulator, SimulatorSettings, reference_plan
-from pipeline.simulator._events import iter_events
 from pipeline.sink import Buffer, SinkSpec
-from pipeline.source import Source
+from pipeline.source.resume import PrefillSupport, ResumeSettings
+from pipeline.source.stream import Source
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage
 from sinks.file import FileSink

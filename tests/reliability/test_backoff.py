@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pipeline.backoff import Retries, retry_after_seconds
+from pipeline.source.backoff import Retries, retry_after_seconds
 
 
 def retries(max_attempts: int = 5, max_total_seconds: float = 100.0) -> Retries:

@@ -17,14 +17,14 @@ import pytest
 from anthropic import AsyncAnthropic
 from fault_harness import MODELS, Case, ListSink, Run, billed, misaligned, run_case
 
+from pipeline.apps.simulator import Simulator, count_tokens, reference_plan
+from pipeline.apps.simulator._events import iter_events
 from pipeline.events import AttemptStarted, Item, ToolInputError
 from pipeline.fanout import FanOut
-from pipeline.resume import PrefillSupport, ResumeSettings
 from pipeline.runner import StreamRun
-from pipeline.simulator import Simulator, count_tokens, reference_plan
-from pipeline.simulator._events import iter_events
 from pipeline.sink import SinkSpec
-from pipeline.source import Source
+from pipeline.source.resume import PrefillSupport, ResumeSettings
+from pipeline.source.stream import Source
 
 PREFILL_MODEL, NO_PREFILL_MODEL = MODELS
 

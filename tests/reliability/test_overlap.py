@@ -1,4 +1,4 @@
-"""Overlap removal and whitespace reconciliation: the pure rules of ``pipeline._overlap``."""
+"""Overlap removal and whitespace reconciliation: the pure rules of ``pipeline.source._overlap``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline._overlap import drop_repeated, fold, restated_end
+from pipeline.source._overlap import drop_repeated, fold, restated_end
 
 SENT = "Latency rose at noon. Requests queued behind the lock, and the p99 dropped after the conf"
 

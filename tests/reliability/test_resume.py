@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from pipeline._failure import Failure
-from pipeline._stitch import Transcript
 from pipeline.errors import ConfigError, SourceError
-from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
+from pipeline.source._failure import Failure
+from pipeline.source._stitch import Transcript
+from pipeline.source.resume import PrefillSupport, ResumeSettings, plan_resume
 
 DROP = Failure("connection_error", "RemoteProtocolError: peer closed connection", retryable=True)
 REJECTED = Failure(

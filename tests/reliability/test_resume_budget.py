@@ -16,7 +16,7 @@ import pytest
 from anthropic import AsyncAnthropic
 from fault_harness import MODELS, late_drop, misaligned, run_case
 
-from pipeline.simulator import Simulator
+from pipeline.apps.simulator import Simulator
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from anthropic.types import (
 )
 from anthropic.types.raw_message_delta_event import Delta
 
-from pipeline._stitch import Join, Stitcher
+from pipeline.source._stitch import Join, Stitcher
 
 
 def start() -> RawMessageStartEvent:

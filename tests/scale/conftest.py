@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from scale_harness import RedisServer
 
-from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis
+from pipeline.apps.scale import RedisConfig, RedisEventLog, RedisJobQueue, open_redis
 
 
 @pytest.fixture

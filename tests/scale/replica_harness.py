@@ -77,7 +77,7 @@ class ReplicaProcess:
 
     def __init__(self, config: Path, redis_url: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", str(config), "--redis", redis_url, "--port", "0"],
+            [sys.executable, "-m", "pipeline.apps", "serve", str(config), "--redis", redis_url, "--port=0"],
             cwd=REPO,
             stderr=subprocess.PIPE,
             text=True,

@@ -23,18 +23,18 @@ from typing import Any
 
 import anyio
 
-from pipeline._budget import counted_text, remaining
-from pipeline._stitch import Stitcher
-from pipeline.resume import PrefillSupport, ResumeSettings, plan_resume
-from pipeline.scale import RedisEventLog
-from pipeline.scale._redis import ENDED
-from pipeline.scale.frames import accumulate, fold
-from pipeline.simulator import SimulatorSettings, count_tokens, reference_plan
-from pipeline.simulator._events import iter_events
-from pipeline.simulator._plan import build_plan
-from pipeline.simulator._scenarios import SCENARIOS
-from pipeline.simulator._validation import parse_request
-from pipeline.source import CONTINUED
+from pipeline.apps.scale import RedisEventLog
+from pipeline.apps.scale._redis import ENDED
+from pipeline.apps.scale.frames import accumulate, fold
+from pipeline.apps.simulator import SimulatorSettings, count_tokens, reference_plan
+from pipeline.apps.simulator._events import iter_events
+from pipeline.apps.simulator._plan import build_plan
+from pipeline.apps.simulator._scenarios import SCENARIOS
+from pipeline.apps.simulator._validation import parse_request
+from pipeline.source._budget import counted_text, remaining
+from pipeline.source._stitch import Stitcher
+from pipeline.source.resume import PrefillSupport, ResumeSettings, plan_resume
+from pipeline.source.stream import CONTINUED
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,8 +125,8 @@ def write_config(path: Path, redis_url: str, resume: dict[str, Any] | None = Non
 
 _ZYGOTE = """
 import os, signal, sys
-import pipeline.scale.cli, pipeline.scale.run  # all that a worker imports, before the forks
-from pipeline.scale.__main__ import main
+import pipeline.apps.scale.cli, pipeline.apps.scale.run  # all that a worker imports, before the forks
+from pipeline.apps.cli import main
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 for line in sys.stdin:
@@ -149,7 +149,7 @@ class Workers:
     """Forks ``rillet worker`` processes from one that has imported everything already.
 
     A worker costs about 2 s of CPU to import on this machine; forked from a warm parent it is ready
-    at once, so a test can kill twenty of them in seconds. Each is a ``python -m pipeline.scale
+    at once, so a test can kill twenty of them in seconds. Each is a ``python -m pipeline.apps
     worker`` in all but the exec; every one is signalled through a pidfd taken when it starts, so a
     pid the system has reused since is never hit. A thread drains their shared stderr into
     :attr:`log` (a full pipe would freeze a worker that logs) and notes each one's ready line.
@@ -222,11 +222,11 @@ class Workers:
 
 
 class SimulatorProcess:
-    """``python -m pipeline.simulator`` on a free loopback port, its stderr drained by a thread."""
+    """``python -m pipeline.apps.simulator`` on a free loopback port, its stderr drained by a thread."""
 
     def __init__(self, *options: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.simulator", "--port", "0", *options],
+            [sys.executable, "-m", "pipeline.apps.simulator", "--port", "0", *options],
             cwd=REPO,
             stderr=subprocess.PIPE,
             text=True,

@@ -31,10 +31,10 @@ from scale_harness import (
     write_config,
 )
 
-from pipeline.scale import LogEntry, RedisConfig, RedisEventLog, RedisJobQueue
-from pipeline.scale.frames import accumulate, fold
-from pipeline.serve import ServeSettings, open_replica
-from pipeline.simulator import SimulatorSettings, reference_text
+from pipeline.apps.scale import LogEntry, RedisConfig, RedisEventLog, RedisJobQueue
+from pipeline.apps.scale.frames import accumulate, fold
+from pipeline.apps.serve import ServeSettings, open_replica
+from pipeline.apps.simulator import SimulatorSettings, reference_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -75,7 +75,7 @@ async def rillet_jobs(
 ) -> CompletedProcess[bytes]:
     """``rillet jobs ARGS`` as a subprocess; its result, also appended to ``into`` (for a task)."""
     done = await anyio.run_process(
-        [sys.executable, "-m", "pipeline.cli", "jobs", *args, "--redis", redis_url], cwd=REPO, check=False
+        [sys.executable, "-m", "pipeline.apps", "jobs", *args, "--redis", redis_url], cwd=REPO, check=False
     )
     if into is not None:
         into.append(done)

@@ -15,8 +15,8 @@ from playwright.sync_api import expect
 from replica_harness import ReplicaProcess
 from scale_harness import RedisServer, Workers, write_config
 
-from pipeline.scale import RedisConfig, RedisEventLog, open_redis
-from pipeline.scale.frames import accumulate, fold
+from pipeline.apps.scale import RedisConfig, RedisEventLog, open_redis
+from pipeline.apps.scale.frames import accumulate, fold
 from tests.serve.test_browser import (  # noqa: F401 (browser and watched are fixtures)
     END,
     Watched,

@@ -23,7 +23,7 @@ import anyio.to_thread
 import pytest
 from scale_harness import RedisServer, SimulatorProcess, Workers, report_request, wait_finished, write_config
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
 from tests.integration.conftest import Server, start_prometheus
 
 __all__ = ["start_prometheus"]  # the fixture, imported to be used here

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from scale_harness import MODEL, Workers, check_job, report_request, wait_finished, write_config
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
-from pipeline.simulator import SimulatorSettings
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.simulator import SimulatorSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

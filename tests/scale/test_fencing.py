@@ -20,8 +20,8 @@ from scale_harness import (
     write_config,
 )
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
-from pipeline.simulator import SimulatorSettings
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.simulator import SimulatorSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import anyio
 import pytest
 from scale_harness import REPO, RedisServer, Workers, report_request, wait_finished, write_config
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
-from pipeline.scale.checks import JOB_ID_PATTERN
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.scale.checks import JOB_ID_PATTERN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def names(folder: Path) -> list[str]:
 @pytest.mark.parametrize("job_id", ["../escaped", "/tmp/rillet-absolute-id", ".hidden", "a{b}", ""])
 async def test_submit_refuses_an_unsafe_id(redis_server: RedisServer, job_id: str) -> None:
     done = await anyio.run_process(
-        [sys.executable, "-m", "pipeline.cli", "submit", "--redis", redis_server.url, "--id", job_id],
+        [sys.executable, "-m", "pipeline.apps", "submit", "--redis", redis_server.url, "--id", job_id],
         cwd=REPO,
         check=False,
     )
@@ -94,7 +94,7 @@ async def test_rillet_jobs_shows_ids_with_braces_and_slashes(
     for job_id in odd:
         await raw_job(queue, job_id)
     done = await anyio.run_process(
-        [sys.executable, "-m", "pipeline.cli", "jobs", "--redis", redis_server.url], cwd=REPO, check=False
+        [sys.executable, "-m", "pipeline.apps", "jobs", "--redis", redis_server.url], cwd=REPO, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
     shown = {line.split("  ")[0] for line in done.stdout.decode().splitlines()[2:]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.scale import Fenced, Frame, LogEntry, LogFull, Lost, RedisEventLog, RedisJobQueue
+from pipeline.apps.scale import Fenced, Frame, LogEntry, LogFull, Lost, RedisEventLog, RedisJobQueue
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ import coredis
 import pytest
 from scale_harness import RedisServer, Workers, report_request, wait_finished, write_config
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from scale_harness import (
     write_config,
 )
 
-from pipeline.scale import LogEntry, RedisEventLog, RedisJobQueue
-from pipeline.simulator import SimulatorSettings
+from pipeline.apps.scale import LogEntry, RedisEventLog, RedisJobQueue
+from pipeline.apps.simulator import SimulatorSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from replica_harness import ReplicaProcess, job_request, tcp_proxy
 from scale_harness import RedisServer, Workers, write_config
 
-from pipeline.scale import RedisConfig, RedisEventLog, open_redis
-from pipeline.simulator import SimulatorSettings, reference_text
+from pipeline.apps.scale import RedisConfig, RedisEventLog, open_redis
+from pipeline.apps.simulator import SimulatorSettings, reference_text
 from tests.serve.test_browser import CHROMIUM, CLOSED_NETWORK, END, start_report
 
 pytestmark = pytest.mark.slow

@@ -15,9 +15,9 @@ import pytest
 from replica_harness import SseReader, job_request, seq_of
 from scale_harness import MODEL, RedisServer, Workers, wait_finished, write_config
 
-from pipeline.scale import RedisConfig, RedisEventLog, RedisJobQueue
-from pipeline.serve import ServeSettings, open_replica
-from pipeline.simulator import SimulatorSettings, reference_text
+from pipeline.apps.scale import RedisConfig, RedisEventLog, RedisJobQueue
+from pipeline.apps.serve import ServeSettings, open_replica
+from pipeline.apps.simulator import SimulatorSettings, reference_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

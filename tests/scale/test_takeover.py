@@ -1,7 +1,7 @@
 """Workers killed with SIGKILL at seeded random moments: others finish every job, exactly, once.
 
 Real processes on loopback: a ``redis-server`` with AOF, the simulator, and ``rillet worker``
-processes (``python -m pipeline.scale worker``). Leases are 1 s so a takeover costs about 1.3 s.
+processes (``python -m pipeline.apps worker``). Leases are 1 s so a takeover costs about 1.3 s.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from scale_harness import (
     write_config,
 )
 
+from pipeline.apps.scale import LogEntry, RedisEventLog, RedisJobQueue
+from pipeline.apps.scale.frames import FrameEncoder
+from pipeline.apps.simulator import SimulatorSettings
 from pipeline.client import make_client
 from pipeline.events import AttemptStarted, Item
-from pipeline.scale import LogEntry, RedisEventLog, RedisJobQueue
-from pipeline.scale.frames import FrameEncoder
-from pipeline.simulator import SimulatorSettings
-from pipeline.source import Source
+from pipeline.source.stream import Source
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

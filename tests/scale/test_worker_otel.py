@@ -20,7 +20,7 @@ from scale_harness import (
     write_config,
 )
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
 from tests.otlp_collector import Collector, collector
 
 __all__ = ["collector"]  # the fixture, imported to be used here

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from scale_harness import RedisServer, Workers, report_request, wait_finished, write_config
 
-from pipeline.scale import RedisEventLog, RedisJobQueue
-from pipeline.scale.frames import accumulate, fold
+from pipeline.apps.scale import RedisEventLog, RedisJobQueue
+from pipeline.apps.scale.frames import accumulate, fold
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 import httpx2
 
+from pipeline.apps.serve import Server, ServeSettings, open_server
+from pipeline.apps.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.client import make_client
-from pipeline.serve import Server, ServeSettings, open_server
-from pipeline.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.stages import StageFactory
 from pipeline.stages.accumulate import AccumulateStage
 from pipeline.stages.cost import CostStage

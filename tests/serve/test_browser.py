@@ -18,7 +18,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
 
-from pipeline.serve import RegistryStatistics
+from pipeline.apps.serve import RegistryStatistics
 from tests.serve.harness import Served, serving
 
 CHROMIUM = "/usr/bin/chromium"

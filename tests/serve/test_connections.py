@@ -10,7 +10,7 @@ import anyio
 import httpx2
 import pytest
 
-from pipeline.serve import RegistryStatistics
+from pipeline.apps.serve import RegistryStatistics
 from tests.serve.harness import Reading, Served, read_events, serving, start, status
 from tests.serve.sse_parser import Event, SseParser
 

@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from pipeline.apps.shared.frame_log import SseLogSink, StreamLog, encode_frame
 from pipeline.events import Item, StreamEnded
-from sinks.sse_log import SseLogSink, StreamLog, encode_frame
 from tests.serve.sse_parser import SseParser, parse
 from tests.sinks.conformance import CHECKS, FIXTURES, Check, recorded_items
 

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from pipeline.apps.serve import ServeSettings
 from pipeline.errors import ConfigError
-from pipeline.serve import ServeSettings
 from tests.serve.harness import read_events, serving, start, status, until_idle
 
 pytestmark = pytest.mark.anyio

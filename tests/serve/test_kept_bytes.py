@@ -27,7 +27,7 @@ def test_kept_logs_stay_within_the_byte_budget_oldest_ended_first(
     base_url = simulator_process("--tokens-per-s", "20000", "--report-tokens", "6000")
     env = clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key")
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--port", "0", "--max-kept-mib", "1"],
+        [sys.executable, "-m", "pipeline.apps", "serve", "--port", "0", "--max-kept-mib", "1"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

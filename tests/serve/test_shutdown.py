@@ -1,6 +1,6 @@
 """SIGTERM to ``rillet serve`` with browsers reading: each response ends with a ``shutdown`` end frame.
 
-Real processes: ``rillet serve`` (``python -m pipeline.cli serve``) against the simulator process,
+Real processes: ``rillet serve`` (``python -m pipeline.apps serve``) against the simulator process,
 read over loopback HTTP by the same event-stream parser that stands for a browser.
 """
 
@@ -26,7 +26,7 @@ def test_sigterm_ends_every_open_response_with_a_shutdown_end_frame(
     base_url = simulator_process("--tokens-per-s", "100")
     env = clean_environment(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key")
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "pipeline.apps", "serve", "--port", "0"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

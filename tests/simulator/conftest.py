@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.simulator import SimulatorSettings, open_simulator
-from pipeline.simulator._server import Simulator
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
+from pipeline.apps.simulator._server import Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared"

@@ -15,9 +15,9 @@ import pytest
 from anthropic import AsyncAnthropic, omit
 from sim_helpers import body
 
-from pipeline.simulator import SimulatorSettings, open_simulator
-from pipeline.simulator._server import Simulator
-from pipeline.simulator.cli import register
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
+from pipeline.apps.simulator._server import Simulator
+from pipeline.apps.simulator.cli import register
 
 pytestmark = pytest.mark.anyio
 
@@ -267,7 +267,7 @@ def test_standalone_entry_point() -> None:
 
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    cmd = [sys.executable, "-m", "pipeline.simulator", "--port", "0"]
+    cmd = [sys.executable, "-m", "pipeline.apps.simulator", "--port", "0"]
     with subprocess.Popen(cmd, cwd=repo, env=env, stderr=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stderr is not None

@@ -9,9 +9,9 @@ import pytest
 from anthropic import AsyncAnthropic
 from sim_helpers import body
 
-from pipeline.simulator import PRESETS, SimulatorSettings, count_tokens, open_simulator, reference_text
-from pipeline.simulator._text import TOKEN_RE
-from pipeline.simulator._topic import title_case, topic_of
+from pipeline.apps.simulator import PRESETS, SimulatorSettings, count_tokens, open_simulator, reference_text
+from pipeline.apps.simulator._text import TOKEN_RE
+from pipeline.apps.simulator._topic import title_case, topic_of
 from pipeline.stages.cost import CostSettings
 
 pytestmark = pytest.mark.anyio

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import PROMPT, body
 
-from pipeline.simulator import (
+from pipeline.apps.simulator import (
     PREFILL_UNSUPPORTED,
     TRAILING_WHITESPACE,
     SimulatorSettings,
     count_tokens,
     reference_text,
 )
-from pipeline.simulator._plan import MAX_OVERLAP_WORDS, reference_plan
-from pipeline.simulator._server import Simulator
+from pipeline.apps.simulator._plan import MAX_OVERLAP_WORDS, reference_plan
+from pipeline.apps.simulator._server import Simulator
 
 FULL_BODY = body(1200, model="claude-haiku-4-5")
 FULL = reference_text(FULL_BODY)
@@ -122,9 +122,9 @@ def test_continue_restates_overlap_then_continues() -> None:
 
 
 def test_continue_overlap_can_be_forced() -> None:
-    from pipeline.simulator._plan import build_plan
-    from pipeline.simulator._scenarios import SCENARIOS
-    from pipeline.simulator._validation import parse_request
+    from pipeline.apps.simulator._plan import build_plan
+    from pipeline.apps.simulator._scenarios import SCENARIOS
+    from pipeline.apps.simulator._validation import parse_request
 
     partial = FULL_NEW[:1000].rstrip()
     request = parse_request(continue_body(partial, 50))

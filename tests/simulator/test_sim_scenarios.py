@@ -10,8 +10,8 @@ import pytest
 from anthropic import AsyncAnthropic
 from sim_helpers import body, collapse, fixture_events, key_paths, parse_sse, raw_stream
 
-from pipeline.simulator import SCENARIO_NAMES, SimulatorSettings, count_tokens, reference_text
-from pipeline.simulator._server import Simulator
+from pipeline.apps.simulator import SCENARIO_NAMES, SimulatorSettings, count_tokens, reference_text
+from pipeline.apps.simulator._server import Simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +62,7 @@ async def test_report_final_message(sim: Simulator) -> None:
 
 
 async def test_report_reaches_natural_end() -> None:
-    from pipeline.simulator import open_simulator
+    from pipeline.apps.simulator import open_simulator
 
     async with open_simulator(SimulatorSettings(report_tokens=200)) as s, client(s) as c:
         message = await c.messages.create(**body(5000))
@@ -179,7 +179,7 @@ async def test_unavailable(sim: Simulator) -> None:
 
 
 async def test_fail_first_then_success_with_retries() -> None:
-    from pipeline.simulator import open_simulator
+    from pipeline.apps.simulator import open_simulator
 
     async with (
         open_simulator(SimulatorSettings(retry_after_s=0.01)) as s,

@@ -24,10 +24,10 @@ from pathlib import Path
 import anyio
 from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStartEvent, TextBlock, TextDelta
 
+from pipeline.apps.run.sse_file import read_sse_events
 from pipeline.errors import SourceError
 from pipeline.events import Item, StreamEnded
 from pipeline.sink import Sink
-from pipeline.sse_file import read_sse_events
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sse"
 

@@ -20,16 +20,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.app.build import build_otel_sink, build_stages
+from pipeline.apps.run.report import run_report
+from pipeline.apps.shared.build import build_otel_sink, build_stages
+from pipeline.apps.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.client import make_client
 from pipeline.config import OtelConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.events import Item
-from pipeline.jobs.report import run_report
-from pipeline.resume import ResumeSettings
 from pipeline.runner import Pipeline, StreamResult
-from pipeline.simulator import Simulator, SimulatorSettings, open_simulator
 from pipeline.sink import Buffer, OnFull, SinkSpec
+from pipeline.source.resume import ResumeSettings
 from sinks.otel import OtelSink
 from tests.otlp_collector import Collector, collector
 

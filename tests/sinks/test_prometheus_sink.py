@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
-from pipeline.app.build import build_sinks
+from pipeline.apps.run.sse_file import read_sse_events
+from pipeline.apps.shared.build import build_sinks
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, SinkError
 from pipeline.events import (
@@ -36,7 +37,6 @@ from pipeline.events import (
 )
 from pipeline.fanout import FanOut, SinkStatistics
 from pipeline.sink import Buffer, OnFull, SinkSpec
-from pipeline.sse_file import read_sse_events
 from sinks._metrics import DURATION_BUCKETS, GAP_BUCKETS, TTFT_BUCKETS, observe_many
 from sinks.prometheus import PrometheusSink, parse_address
 from tests.conftest import free_port

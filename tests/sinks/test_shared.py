@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.fanout import SinkStatistics
-from sinks._shared import Lanes
+from sinks.shared import Lanes
 
 
 def lane(name: str, queued: int, max_items: int, written: int, dropped: int = 0) -> SinkStatistics:

@@ -15,9 +15,9 @@ from anthropic.types import RawMessageStreamEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.apps.run.sse_file import read_sse_events
 from pipeline.errors import SourceError
 from pipeline.events import BlockCompleted, Item, MessageAccumulated, ToolInputError
-from pipeline.sse_file import read_sse_events
 from pipeline.stages import StreamContext
 from pipeline.stages.accumulate import AccumulateStage
 

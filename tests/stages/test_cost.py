@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from genai_prices import extract_usage
 
+from pipeline.apps.run.sse_file import parse_sse_events, read_sse_events
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, CostUpdate, Item, Usage
-from pipeline.sse_file import parse_sse_events, read_sse_events
 from pipeline.stages import StreamContext
 from pipeline.stages.cost import Billable, CostSettings, CostStage, price
 

@@ -10,8 +10,8 @@ import pytest
 from anthropic._models import construct_type
 from anthropic.types import RawMessageStreamEvent
 
+from pipeline.apps.run.sse_file import read_sse_events
 from pipeline.events import CostUpdate, Item, StreamEnded, Usage
-from pipeline.sse_file import read_sse_events
 from pipeline.stages import StreamContext
 from pipeline.stages.filter import FilterStage
 

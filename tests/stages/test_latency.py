@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from anthropic import AsyncAnthropic
 
+from pipeline.apps.run.sse_file import read_sse_events
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, FirstToken, Item, LatencySummary, ResponseHeaders
-from pipeline.simulator import SimulatorSettings, open_simulator
-from pipeline.sse_file import read_sse_events
 from pipeline.stages import StreamContext
 from pipeline.stages.latency import LatencyStage
 

@@ -14,9 +14,9 @@ from anthropic import AsyncAnthropic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.apps.run.sse_file import parse_sse_events
+from pipeline.apps.simulator import SimulatorSettings, open_simulator
 from pipeline.events import AbortRequested, Item, RepetitionDetected
-from pipeline.simulator import SimulatorSettings, open_simulator
-from pipeline.sse_file import parse_sse_events
 from pipeline.stages import StreamContext
 from pipeline.stages.repetition import RepetitionSettings, RepetitionStage, find_loop
 
