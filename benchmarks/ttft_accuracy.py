@@ -29,7 +29,7 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.apps.bench import BenchSettings, run_bench  # noqa: E402
+from pipeline.apps.bench import BenchConfig, run_bench  # noqa: E402
 
 
 def start_simulator(ttft_ms: float, tokens_per_s: float) -> tuple[subprocess.Popen[str], str]:
@@ -76,7 +76,7 @@ def main() -> None:
     proc, url = start_simulator(args.ttft_ms, args.tokens_per_s)
     try:
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            settings = BenchSettings(
+            settings = BenchConfig(
                 concurrency=[concurrency],
                 num_requests=max(100, concurrency * args.rounds),
                 output_tokens=args.output_tokens,

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.apps.bench import run_bench
 from pipeline.apps.bench.cli import add_arguments, load_settings
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 
 SIM = ["--sim-ttft-ms", "5", "--sim-tokens-per-s", "4000", "--progress", "off"]
 
@@ -40,7 +40,7 @@ EQUIVALENT = [
 ]  # fmt: skip
 
 
-def settings_of(*argv: str) -> BenchSettings:
+def settings_of(*argv: str) -> BenchConfig:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     return load_settings(parser.parse_args([*argv, *SIM]))[0]

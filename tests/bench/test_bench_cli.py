@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.apps.bench.cli import add_arguments, load_settings, main
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.workload import Workload, load_prompts
 from pipeline.config import RunConfig
 from pipeline.errors import InputError
@@ -22,7 +22,7 @@ from pipeline.errors import InputError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def parse(*argv: str) -> tuple[BenchSettings, RunConfig]:
+def parse(*argv: str) -> tuple[BenchConfig, RunConfig]:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     return load_settings(parser.parse_args(argv))

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.apps.bench import BenchSettings, SimulatorOptions, run_bench
+from pipeline.apps.bench import BenchConfig, SimulatorConfig, run_bench
 from pipeline.apps.bench.run import BenchReport
 
 pytestmark = pytest.mark.anyio
 
-FAST = SimulatorOptions(ttft_ms=20, tokens_per_s=2000)
+FAST = SimulatorConfig(ttft_ms=20, tokens_per_s=2000)
 
 
 async def bench(**settings: Any) -> tuple[BenchReport, str]:
@@ -26,7 +26,7 @@ async def bench(**settings: Any) -> tuple[BenchReport, str]:
         "simulator": FAST,
         "progress": "off",
     }
-    report = await run_bench(BenchSettings(**(options | settings)), out=out, err=io.StringIO())
+    report = await run_bench(BenchConfig(**(options | settings)), out=out, err=io.StringIO())
     return report, out.getvalue()
 
 
@@ -91,7 +91,7 @@ async def test_sweep_gives_one_result_per_point(tmp_path: Path) -> None:
 )
 async def test_each_simulator_error_is_counted_under_its_type(scenario: str, key: str) -> None:
     """429, 529, a mid-stream error event and a drop: failures under their own type, never retried."""
-    options = SimulatorOptions(scenario=scenario, ttft_ms=5)
+    options = SimulatorConfig(scenario=scenario, ttft_ms=5)
     report, _ = await bench(num_requests=4, warmup=0, output_tokens=200, simulator=options)
     result = report.results[0]
     assert result["completed"] == 0

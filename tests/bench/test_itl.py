@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from pipeline.apps.bench import BenchSettings, SimulatorOptions, run_bench
+from pipeline.apps.bench import BenchConfig, SimulatorConfig, run_bench
 from pipeline.apps.bench.record import RequestRecord, split_tokens
 from pipeline.apps.bench.results import PointRun, peak_tokens_per_second, point_result
 
@@ -39,7 +39,7 @@ def test_per_token_itl_by_hand() -> None:
     """Gaps 30, 20, 60 ms ending chunks of 3, 4 and 2 tokens: 10 ms ×3, 5 ms ×4, 30 ms ×2."""
     r = record(0, zero_ms=0, ttft=0.1, gaps=[0.03, 0.02, 0.06], tokens=[2, 3, 4, 2])
     assert r.itl == pytest.approx([0.01] * 3 + [0.005] * 4 + [0.03] * 2)
-    result = point_result(PointRun("concurrency", 1.0, r.start_ns, [r]), BenchSettings(), simulated=True)
+    result = point_result(PointRun("concurrency", 1.0, r.start_ns, [r]), BenchConfig(), simulated=True)
     assert result["mean_itl_ms"] == pytest.approx(110 / 9)
     assert result["median_itl_ms"] == pytest.approx(10.0)  # 5th of 9: 5 5 5 5 [10] 10 10 30 30
     assert result["mean_chunk_gap_ms"] == pytest.approx(110 / 3)
@@ -64,9 +64,9 @@ def test_peak_output_tokens_per_second_by_hand() -> None:
 async def test_a_real_run_deals_every_token_once() -> None:
     """Against the simulator (2 to 6 tokens a chunk): every output token in one chunk, one ITL sample
     per token after the first chunk, and the per-token samples add up to the chunk gaps."""
-    settings = BenchSettings(
+    settings = BenchConfig(
         num_requests=4, concurrency=[2], output_tokens=40, progress="off",
-        simulator=SimulatorOptions(ttft_ms=5, tokens_per_s=4000),
+        simulator=SimulatorConfig(ttft_ms=5, tokens_per_s=4000),
     )  # fmt: skip
     report = await run_bench(settings, out=io.StringIO(), err=io.StringIO())
     (run,) = report.runs

@@ -10,14 +10,14 @@ import threading
 import anyio
 import pytest
 
-from pipeline.apps.bench import BenchSettings, SimulatorOptions, progress, run_bench
+from pipeline.apps.bench import BenchConfig, SimulatorConfig, progress, run_bench
 from pipeline.apps.bench.progress import SLOTS, Snapshot, count, line, new_counters
 
-SETTINGS = BenchSettings(
+SETTINGS = BenchConfig(
     num_requests=30,
     concurrency=[2],
     output_tokens=16,
-    simulator=SimulatorOptions(ttft_ms=20, tokens_per_s=800),
+    simulator=SimulatorConfig(ttft_ms=20, tokens_per_s=800),
 )
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.apps.bench.console import summary
 from pipeline.apps.bench.record import RequestRecord
 from pipeline.apps.bench.results import PointRun, point_result
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.stats import Summary, peak_overlap, percentile
 
 VLLM_KEYS = {
@@ -83,7 +83,7 @@ def run_of(records: list[RequestRecord], **extra: Any) -> PointRun:
 def test_vllm_and_rillet_keys() -> None:
     """vLLM's keys, mean/median/std/p{P} per metric for every percentile asked, p99 always."""
     rng = random.Random(0)
-    settings = BenchSettings(percentiles=[50, 90, 99.9], goodput={"ttft": 500})
+    settings = BenchConfig(percentiles=[50, 90, 99.9], goodput={"ttft": 500})
     result = point_result(
         run_of([record(i, rng) for i in range(20)], loop_lag=[0.001]), settings, simulated=True
     )
@@ -100,7 +100,7 @@ def test_percentiles_and_goodput_against_a_reference() -> None:
     rng = random.Random(5)
     records = [record(i, rng) for i in range(40)] + [record(40 + i, rng, ok=False) for i in range(3)]
     slos = {"ttft": 600.0, "tpot": 20.0, "e2el": 1200.0}
-    result = point_result(run_of(records), BenchSettings(goodput=slos), simulated=True)
+    result = point_result(run_of(records), BenchConfig(goodput=slos), simulated=True)
     done = [r for r in records if r.ok]
     assert result["completed"] == 40
     assert result["failed"] == 3
@@ -127,7 +127,7 @@ def test_merged_workers_equal_one_process_on_the_same_samples() -> None:
     records = [record(i, rng, worker=i % 2) for i in range(60)]
     for r in records[::2]:
         r.ttft = (r.ttft or 0) * 5
-    settings = BenchSettings()
+    settings = BenchConfig()
     lags = [[0.001, 0.002], [0.004]]
     merged = point_result(
         run_of(records[0::2] + records[1::2], loop_lag=lags[0] + lags[1]), settings, simulated=True

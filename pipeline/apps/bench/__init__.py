@@ -4,16 +4,16 @@ from pipeline.apps.bench.arrivals import arrival_offsets
 from pipeline.apps.bench.record import RecordStage, RequestRecord
 from pipeline.apps.bench.results import PointRun, point_result
 from pipeline.apps.bench.run import BenchReport, run_bench
-from pipeline.apps.bench.settings import BenchSettings, SimulatorOptions
+from pipeline.apps.bench.settings import BenchConfig, SimulatorConfig
 from pipeline.apps.bench.stats import Summary, percentile
 
 __all__ = [
+    "BenchConfig",
     "BenchReport",
-    "BenchSettings",
     "PointRun",
     "RecordStage",
     "RequestRecord",
-    "SimulatorOptions",
+    "SimulatorConfig",
     "Summary",
     "arrival_offsets",
     "percentile",

@@ -10,7 +10,7 @@ import anyio
 from pydantic import ValidationError
 
 from pipeline.apps.bench.run import run_bench
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.config import RunConfig, describe_validation_error, parse_config, read_toml
 from pipeline.errors import ConfigError
 from pipeline.sink import SinkSpec
@@ -194,7 +194,7 @@ _FLAGS = (
 )
 
 
-def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
+def load_settings(args: argparse.Namespace) -> tuple[BenchConfig, RunConfig]:
     """The ``[bench]`` section of the file (if any) with the flags applied, and the rest of the file."""
     data: dict[str, Any] = {}
     path: Path = args.config or Path("<defaults>")
@@ -234,7 +234,7 @@ def load_settings(args: argparse.Namespace) -> tuple[BenchSettings, RunConfig]:
             simulator[key] = getattr(args, flag)
     bench["simulator"] = simulator
     try:
-        settings = BenchSettings.model_validate({"bench": bench}["bench"])
+        settings = BenchConfig.model_validate({"bench": bench}["bench"])
     except ValidationError as exc:
         raise ConfigError(
             describe_validation_error(path, exc).replace(f"{path}: ", f"{path}: bench.", 1)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from pipeline.apps.bench.measure import WARMUP_MAX_TOKENS, expected_requests
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.workload import Workload
 from pipeline.stages.cost import Billable, price
 
@@ -27,7 +27,7 @@ def _request_usd(model: str, input_tokens: int, output_tokens: int) -> float:
     return price(model, Billable(input_tokens, 0, 0, 0, 0, output_tokens))
 
 
-def estimate_cost(settings: BenchSettings, workload: Workload) -> Estimate:
+def estimate_cost(settings: BenchConfig, workload: Workload) -> Estimate:
     """Planned tokens priced as if every request used its whole ``max_tokens``: an upper bound."""
     sample = range(min(SAMPLE, settings.requests_per_point or SAMPLE))
     mean_in = round(sum(workload.planned_input_tokens(i) for i in sample) / len(sample))

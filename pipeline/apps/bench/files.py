@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.apps.bench.results import BACKEND, PER_REQUEST
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.errors import ConfigError, InputError
 
 SUMMARY = "summary.json"
@@ -54,7 +54,7 @@ def load_point(result: dict[str, Any]) -> str:
     return rate if cap is None else f"{rate}-concurrency{cap}"
 
 
-def point_filename(settings: BenchSettings, result: dict[str, Any]) -> str:
+def point_filename(settings: BenchConfig, result: dict[str, Any]) -> str:
     """vLLM's name for a point's file; ``--result-filename`` for one point, with the point for a sweep."""
     if settings.result_filename:
         if len(settings.points) == 1:
@@ -65,7 +65,7 @@ def point_filename(settings: BenchSettings, result: dict[str, Any]) -> str:
     return f"{settings.label or BACKEND}-{load_point(result)}-{model}-{result['date']}.json"
 
 
-def write_result_dir(settings: BenchSettings, results: Sequence[dict[str, Any]]) -> Path:
+def write_result_dir(settings: BenchConfig, results: Sequence[dict[str, Any]]) -> Path:
     """One file per point and ``summary.json``; returns the directory."""
     directory = settings.result_dir or Path()
     summary = []

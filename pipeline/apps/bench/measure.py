@@ -32,7 +32,7 @@ from pipeline.apps.bench.load import Budget, Dispatch, closed_loop, open_loop
 from pipeline.apps.bench.looplag import LoopLagSampler, peak_rss_bytes
 from pipeline.apps.bench.progress import Counters, count, new_counters
 from pipeline.apps.bench.record import RecordStage, RequestRecord, build_record
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.workload import Workload
 from pipeline.client import make_client
 from pipeline.runner import Pipeline
@@ -60,7 +60,7 @@ MAX_CLIENTS = 64
 class WorkerPlan:
     """What one worker process needs to run its share of a point; picklable."""
 
-    settings: BenchSettings
+    settings: BenchConfig
     workload: Workload
     base_url: str | None
     api_key: str | None
@@ -208,7 +208,7 @@ async def _stop_on(stopper: Stopper, budget: Budget, scope: anyio.CancelScope) -
     scope.cancel()
 
 
-def expected_requests(settings: BenchSettings, point: float) -> float | None:
+def expected_requests(settings: BenchConfig, point: float) -> float | None:
     """Measured requests a point will send, for the cost estimate; None when nobody can tell."""
     if settings.requests_per_point is not None:
         return settings.requests_per_point

@@ -25,7 +25,7 @@ from typing import Any
 import anthropic
 
 from pipeline.apps.bench.record import RequestRecord
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.stats import Summary, mean_overlap, peak_overlap
 from pipeline.apps.bench.truth import TruthCheck
 
@@ -63,7 +63,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def point_result(run: PointRun, settings: BenchSettings, *, simulated: bool) -> dict[str, Any]:
+def point_result(run: PointRun, settings: BenchConfig, *, simulated: bool) -> dict[str, Any]:
     """The result JSON of one point (vLLM's keys, then rillet's)."""
     records = run.records
     done = [r for r in records if r.ok]
@@ -207,7 +207,7 @@ def _client(
 
 
 def _outcomes(
-    run: PointRun, records: Sequence[RequestRecord], done: Sequence[RequestRecord], settings: BenchSettings
+    run: PointRun, records: Sequence[RequestRecord], done: Sequence[RequestRecord], settings: BenchConfig
 ) -> dict[str, Any]:
     return {
         "cancelled": run.cancelled,

@@ -23,7 +23,7 @@ from pipeline.apps.bench.files import SavedRun, finite, write_json, write_result
 from pipeline.apps.bench.measure import Stopper, WorkerOutput, WorkerPlan, run_worker
 from pipeline.apps.bench.progress import new_counters, show_progress
 from pipeline.apps.bench.results import PointRun, point_result
-from pipeline.apps.bench.settings import BenchSettings
+from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.truth import check_truth
 from pipeline.apps.bench.workers import run_workers, shared_counters
 from pipeline.apps.bench.workload import Workload, load_prompts
@@ -49,7 +49,7 @@ class BenchReport:
         return INTERRUPTED if self.interrupted else 0
 
 
-def build_workload(settings: BenchSettings) -> Workload:
+def build_workload(settings: BenchConfig) -> Workload:
     return Workload(
         model=settings.model,
         max_tokens=settings.output_tokens,
@@ -60,7 +60,7 @@ def build_workload(settings: BenchSettings) -> Workload:
     )
 
 
-def check_budget(settings: BenchSettings, estimate: Estimate) -> None:
+def check_budget(settings: BenchConfig, estimate: Estimate) -> None:
     """``--max-cost``: refuse a run whose estimate exceeds it, or cannot be made."""
     limit = settings.max_cost
     if limit is None:
@@ -79,7 +79,7 @@ def check_budget(settings: BenchSettings, estimate: Estimate) -> None:
         )
 
 
-def simulator_settings(settings: BenchSettings) -> SimulatorSettings:
+def simulator_settings(settings: BenchConfig) -> SimulatorSettings:
     sim = settings.simulator
     try:
         return SimulatorSettings(
@@ -94,7 +94,7 @@ def simulator_settings(settings: BenchSettings) -> SimulatorSettings:
 
 
 async def run_bench(
-    settings: BenchSettings,
+    settings: BenchConfig,
     *,
     base_url: str | None = None,
     sinks: Sequence[SinkSpec] = (),
@@ -136,7 +136,7 @@ async def run_bench(
     return report
 
 
-def _estimate_line(settings: BenchSettings, estimate: Estimate) -> str:
+def _estimate_line(settings: BenchConfig, estimate: Estimate) -> str:
     if estimate.usd is None:
         return "rillet bench: cost estimate unavailable (a duration-bounded closed loop); no --max-cost guard"
     usd = "unknown (no price for this model)" if math.isnan(estimate.usd) else f"${estimate.usd:.4f}"
@@ -155,7 +155,7 @@ async def _stop_on_signal(stopper: Stopper, report: BenchReport) -> None:
 
 
 async def _run_point(
-    settings: BenchSettings,
+    settings: BenchConfig,
     workload: Workload,
     endpoint: Endpoint,
     point: float,
@@ -205,7 +205,7 @@ async def _run_point(
     )
 
 
-def write_outputs(settings: BenchSettings, report: BenchReport) -> None:
+def write_outputs(settings: BenchConfig, report: BenchReport) -> None:
     """The result files (``--result-json``, ``--result-dir``), the per-request JSONL, the plot."""
     if settings.result_json is not None and report.results:
         data: Any = report.results[0] if len(settings.points) == 1 else report.results

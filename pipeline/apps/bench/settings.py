@@ -26,7 +26,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SimulatorOptions(_Strict):
+class SimulatorConfig(_Strict):
     """How the embedded simulator behaves when no API key is set (ignored against the real API)."""
 
     scenario: str = "report"
@@ -36,7 +36,7 @@ class SimulatorOptions(_Strict):
     seed: int = 0
 
 
-class BenchSettings(_Strict):
+class BenchConfig(_Strict):
     """One ``rillet bench`` invocation: load, workload, outputs and guards."""
 
     model: str = DEFAULT_MODEL
@@ -89,7 +89,7 @@ class BenchSettings(_Strict):
     """Wire times (kernel receive stamps, read by a thread); off: the SDK's transport, user-space stamps."""
     metrics_address: str | None = None
     """Serve the run's Prometheus metrics on ``host:port`` while it lasts."""
-    simulator: SimulatorOptions = SimulatorOptions()
+    simulator: SimulatorConfig = SimulatorConfig()
 
     @field_validator("goodput")
     @classmethod
@@ -126,7 +126,7 @@ class BenchSettings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_load(self) -> BenchSettings:
+    def _one_load(self) -> BenchConfig:
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("give either concurrency (closed loop) or request_rate (open loop), not both")
         if self.num_requests is not None and self.duration is not None:

@@ -9,7 +9,8 @@ import anyio
 
 from pipeline.apps.shared import interrupts
 from pipeline.apps.shared.endpoint import add_simulator_argument
-from pipeline.config import RunConfig, load_config
+from pipeline.apps.shared.overrides import with_overrides
+from pipeline.config import load_config
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,20 +62,3 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """Command-line options win over the file; the file wins over built-in defaults."""
-    request: dict[str, object] = {}
-    if args.prompt is not None:
-        request |= {"prompt": args.prompt, "prompt_file": None}
-    if args.prompt_file is not None:
-        request |= {"prompt": None, "prompt_file": args.prompt_file.resolve()}
-    if args.model is not None:
-        request["model"] = args.model
-    if args.max_tokens is not None:
-        request["max_tokens"] = args.max_tokens
-    config = config.with_request(**request)
-    if args.out is not None:
-        config = config.with_report_path(args.out)
-    return config

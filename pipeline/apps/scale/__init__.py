@@ -1,36 +1,9 @@
-"""Scale-out on Redis Streams: durable report jobs, fenced takeover, shared per-job event logs."""
+"""Scale-out on Redis Streams: durable report jobs, fenced takeover, shared per-job event logs.
 
-from pipeline.apps.scale._redis import Keys, RedisCancelSignals, RedisEventLog, RedisJobQueue, open_redis
-from pipeline.apps.scale.protocols import (
-    CancelSignals,
-    EventLog,
-    Fenced,
-    Frame,
-    JobQueue,
-    Lease,
-    LogEntry,
-    LogFull,
-    Lost,
-    Take,
-)
-from pipeline.apps.scale.settings import RedisConfig, load_scale_config
+The names other applications use (``rillet serve``'s replicas read the job logs) are listed once, in
+``__init__.pyi``, and each is imported on first use: ``rillet jobs`` must not load the SDK.
+"""
 
-__all__ = [
-    "CancelSignals",
-    "EventLog",
-    "Fenced",
-    "Frame",
-    "JobQueue",
-    "Keys",
-    "Lease",
-    "LogEntry",
-    "LogFull",
-    "Lost",
-    "RedisCancelSignals",
-    "RedisConfig",
-    "RedisEventLog",
-    "RedisJobQueue",
-    "Take",
-    "load_scale_config",
-    "open_redis",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

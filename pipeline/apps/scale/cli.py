@@ -12,12 +12,12 @@ from pathlib import Path
 
 import anyio
 
-from pipeline.apps.run.cli import with_overrides
 from pipeline.apps.scale._redis import RedisEventLog, RedisJobQueue, open_redis
 from pipeline.apps.scale.checks import JOB_ID_PATTERN, job_id_problem
 from pipeline.apps.scale.settings import RedisConfig, load_scale_config
 from pipeline.apps.scale.status import cancel_line, job_lines, overview
 from pipeline.apps.shared.build import build_request
+from pipeline.apps.shared.overrides import with_overrides
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, InputError
 

@@ -40,7 +40,7 @@ STATIC = {
 EVENTS_PATH = re.compile(r"/api/streams/([^/]+)/events")
 
 
-class SimulatorOptions(BaseModel):
+class SimulatorControls(BaseModel):
     """Per-request simulator controls, sent as its ``x-rillet-*`` headers; refused with the real API."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -76,7 +76,7 @@ class NewStream(BaseModel):
     model: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
     max_tokens: int | None = Field(None, ge=1, le=128_000)
     system: str | None = None
-    simulator: SimulatorOptions | None = None
+    simulator: SimulatorControls | None = None
 
 
 def one_line(error: ValidationError) -> str:

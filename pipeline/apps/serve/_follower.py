@@ -21,8 +21,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from pipeline.apps.scale._retry import LOST, persist
-from pipeline.apps.scale.protocols import EventLog, LogEntry, LogTail
+from pipeline.apps.scale import LOST, EventLog, LogEntry, LogTail, persist
 from pipeline.apps.serve._errors import Busy
 from pipeline.apps.serve._replica_log import ReplicaLog
 

@@ -24,12 +24,19 @@ from anyio.abc import TaskGroup
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pipeline.apps.scale._redis import RedisEventLog, RedisJobQueue, RedisLogTail, open_redis
-from pipeline.apps.scale._retry import LOST, persist
-from pipeline.apps.scale.frames import accumulate, fold
-from pipeline.apps.scale.metrics import ReplicaCounts
-from pipeline.apps.scale.protocols import LogEntry
-from pipeline.apps.scale.settings import RedisConfig
+from pipeline.apps.scale import (
+    LOST,
+    LogEntry,
+    RedisConfig,
+    RedisEventLog,
+    RedisJobQueue,
+    RedisLogTail,
+    ReplicaCounts,
+    accumulate,
+    fold,
+    open_redis,
+    persist,
+)
 from pipeline.apps.serve._app import JsonApi, build_app
 from pipeline.apps.serve._errors import Busy, refusal
 from pipeline.apps.serve._follower import LogFollower

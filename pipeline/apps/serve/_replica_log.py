@@ -16,8 +16,7 @@ from typing import Any
 
 import anyio
 
-from pipeline.apps.scale.frames import accumulate, fold, parse_frame, to_sse
-from pipeline.apps.scale.protocols import LogEntry
+from pipeline.apps.scale import LogEntry, accumulate, fold, parse_frame, to_sse
 from pipeline.apps.shared.frame_log import Batch, encode_frame, fill, parse_decimal
 
 LogId = tuple[int, int]

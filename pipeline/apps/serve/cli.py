@@ -19,8 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from pipeline.apps.scale.metrics import ReplicaMetrics, serve_metrics
-from pipeline.apps.scale.settings import RedisConfig, read_scale_config
+from pipeline.apps.scale import RedisConfig, ReplicaMetrics, read_scale_config, serve_metrics
 from pipeline.apps.serve._replica import open_replica
 from pipeline.apps.serve._server import open_server
 from pipeline.apps.serve._settings import DEFAULT_MAX_KEPT_MIB, ServeSettings

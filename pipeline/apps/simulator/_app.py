@@ -47,10 +47,10 @@ from starlette.routing import Route
 
 from . import _wire as wire
 from ._events import iter_events
-from ._plan import Plan, build_plan, detect_mode
+from ._plan import ResponsePlan, build_plan, detect_mode
 from ._scenarios import DEFAULT_FAULT_AFTER, SCENARIOS, Fault
 from ._settings import SimulatorSettings
-from ._truth import RequestRecord, TruthStore
+from ._truth import ServedRequest, TruthStore
 from ._validation import ApiError, ParsedRequest, invalid, parse_request
 
 Scope = MutableMapping[str, Any]
@@ -229,7 +229,7 @@ class MessagesEndpoint:
         state = self.state
         settings = state.settings
         request_id = new_id("req_")
-        rec = RequestRecord(request_id, received_ns, scenario=settings.scenario)
+        rec = ServedRequest(request_id, received_ns, scenario=settings.scenario)
         state.store.add(rec)
         body = await _read_body(receive)
         headers = _headers(scope)
@@ -280,7 +280,7 @@ class MessagesEndpoint:
         if not rec.completed:
             _QUIET_ABORT.set(True)
 
-    async def _send_error(self, send: Send, exc: ApiError, rec: RequestRecord) -> None:
+    async def _send_error(self, send: Send, exc: ApiError, rec: ServedRequest) -> None:
         rec.status, rec.error_type = exc.status, exc.error_type
         body = wire.error_body(exc.error_type, exc.message, rec.request_id)
         headers = [
@@ -298,7 +298,13 @@ class MessagesEndpoint:
         rec.finished_ns = time.perf_counter_ns()
 
     async def _stream(
-        self, w: _Writer, plan: Plan, req: ParsedRequest, opts: Options, fault: Fault | None, t0: float
+        self,
+        w: _Writer,
+        plan: ResponsePlan,
+        req: ParsedRequest,
+        opts: Options,
+        fault: Fault | None,
+        t0: float,
     ) -> None:
         settings = self.state.settings
         rng_jitter = _Jitter(settings.jitter, f"{settings.seed}:{plan.seed}")
@@ -340,7 +346,13 @@ class MessagesEndpoint:
         await w.flush(final=True)
 
     async def _whole(
-        self, w: _Writer, plan: Plan, req: ParsedRequest, opts: Options, fault: Fault | None, t0: float
+        self,
+        w: _Writer,
+        plan: ResponsePlan,
+        req: ParsedRequest,
+        opts: Options,
+        fault: Fault | None,
+        t0: float,
     ) -> None:
         rate = opts.tokens_per_s
         due = t0 + opts.ttft_s + (plan.output_tokens / rate if rate > 0 else 0.0)
@@ -374,7 +386,7 @@ class _Jitter:
 class _Writer:
     """Batches events due at the same instant into one write, stamping each just before it."""
 
-    def __init__(self, send: Send, rec: RequestRecord, request_id: str) -> None:
+    def __init__(self, send: Send, rec: ServedRequest, request_id: str) -> None:
         self.send = send
         self.rec = rec
         self.request_id = request_id
@@ -427,7 +439,7 @@ class _Writer:
         await self.send({"type": "http.response.body", "body": data[: len(data) // 2], "more_body": True})
 
 
-async def _watch_disconnect(receive: Receive, rec: RequestRecord, scope: anyio.CancelScope) -> None:
+async def _watch_disconnect(receive: Receive, rec: ServedRequest, scope: anyio.CancelScope) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

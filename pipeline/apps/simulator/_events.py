@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 from . import _wire as wire
-from ._plan import Block, Plan
+from ._plan import Block, ResponsePlan
 from ._text import count_tokens, iter_token_groups
 
 Event = tuple[str, bytes, int, bool]
@@ -72,7 +72,7 @@ def _block_events(index: int, block: Block, rng: random.Random) -> Iterator[Even
         )
 
 
-def iter_events(plan: Plan, message_id: str, model: str) -> Iterator[Event]:
+def iter_events(plan: ResponsePlan, message_id: str, model: str) -> Iterator[Event]:
     """Every event of the streamed answer to ``plan``, in order."""
     rng = random.Random(f"chunks:{plan.seed}")
     yield "message_start", wire.message_start(message_id, model, plan.input_tokens), 0, False

@@ -50,7 +50,7 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class ResponsePlan:
     seed: int
     mode: Mode
     blocks: tuple[Block, ...]
@@ -155,7 +155,7 @@ def build_plan(
     settings: SimulatorSettings,
     *,
     overlap_words: int | None = None,
-) -> Plan:
+) -> ResponsePlan:
     """Decide the whole answer to ``req`` under ``scenario``."""
     mode, prompt, partial = detect_mode(req)
     seed = prompt_seed(req, prompt, settings.seed)
@@ -222,7 +222,7 @@ def build_plan(
         stop_reason = "tool_use" if len(cut_payload) == len(payload) else "max_tokens"
 
     output = sum(b.tokens for b in blocks)
-    return Plan(
+    return ResponsePlan(
         seed=seed,
         mode=mode,
         blocks=tuple(blocks),
@@ -237,7 +237,7 @@ def build_plan(
 
 def reference_plan(
     body: dict[str, Any], settings: SimulatorSettings | None = None, *, scenario: str | None = None
-) -> Plan:
+) -> ResponsePlan:
     settings = settings or SimulatorSettings()
     return build_plan(parse_request(body), SCENARIOS[scenario or settings.scenario], settings)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 
 @dataclass(slots=True)
-class RequestRecord:
+class ServedRequest:
     request_id: str
     received_ns: int
     scenario: str = ""
@@ -73,14 +73,14 @@ class TruthStore:
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
-        self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._records: OrderedDict[str, ServedRequest] = OrderedDict()
 
-    def add(self, record: RequestRecord) -> None:
+    def add(self, record: ServedRequest) -> None:
         self._records[record.request_id] = record
         while len(self._records) > self.limit:
             self._records.popitem(last=False)
 
-    def get(self, request_id: str) -> RequestRecord:
+    def get(self, request_id: str) -> ServedRequest:
         return self._records[request_id]
 
     def ids(self) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._plan import Block, Plan
+from ._plan import Block, ResponsePlan
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -101,7 +101,7 @@ def block_stop(index: int) -> bytes:
     return b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n' % index
 
 
-def message_delta(plan: Plan) -> bytes:
+def message_delta(plan: ResponsePlan) -> bytes:
     u = usage(plan.input_tokens, plan.output_tokens)
     del u["service_tier"]
     return event(
@@ -143,7 +143,7 @@ def content_json(block: Block) -> dict[str, Any]:
     }
 
 
-def message_json(plan: Plan, message_id: str, model: str) -> dict[str, Any]:
+def message_json(plan: ResponsePlan, message_id: str, model: str) -> dict[str, Any]:
     """The whole message, as a non-streaming response (and ``get_final_message()``) has it."""
     return {
         "id": message_id,
@@ -157,5 +157,5 @@ def message_json(plan: Plan, message_id: str, model: str) -> dict[str, Any]:
     }
 
 
-def message_body(plan: Plan, message_id: str, model: str) -> bytes:
+def message_body(plan: ResponsePlan, message_id: str, model: str) -> bytes:
     return _dumps(message_json(plan, message_id, model))

@@ -1,0 +1,31 @@
+"""Scale's public face, for type checkers: every name another application may import."""
+
+from ._redis import Keys as Keys
+from ._redis import RedisCancelSignals as RedisCancelSignals
+from ._redis import RedisEventLog as RedisEventLog
+from ._redis import RedisJobQueue as RedisJobQueue
+from ._redis import RedisLogTail as RedisLogTail
+from ._redis import open_redis as open_redis
+from ._retry import LOST as LOST
+from ._retry import persist as persist
+from .frames import accumulate as accumulate
+from .frames import fold as fold
+from .frames import parse_frame as parse_frame
+from .frames import to_sse as to_sse
+from .metrics import ReplicaCounts as ReplicaCounts
+from .metrics import ReplicaMetrics as ReplicaMetrics
+from .metrics import serve_metrics as serve_metrics
+from .protocols import CancelSignals as CancelSignals
+from .protocols import EventLog as EventLog
+from .protocols import Fenced as Fenced
+from .protocols import Frame as Frame
+from .protocols import JobQueue as JobQueue
+from .protocols import Lease as Lease
+from .protocols import LogEntry as LogEntry
+from .protocols import LogFull as LogFull
+from .protocols import LogTail as LogTail
+from .protocols import Lost as Lost
+from .protocols import Take as Take
+from .settings import RedisConfig as RedisConfig
+from .settings import load_scale_config as load_scale_config
+from .settings import read_scale_config as read_scale_config
