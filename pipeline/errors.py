@@ -7,7 +7,18 @@
     ├── InputError         a recorded stream or prompt file cannot be read (exit status 2)
     ├── SourceError        the upstream API failed in a way retries did not cure
     ├── SinkError          a sink failed; chained to the destination's own error
-    └── PluginError        a stage or sink does not meet its protocol (also a TypeError)
+    ├── PluginError        a stage or sink does not meet its protocol (also a TypeError)
+    │   (the applications' own, in pipeline.apps.scale.protocols:)
+    ├── Fenced             a job was taken over: its old worker must write nothing more
+    ├── Lost               Redis lost a job's latest writes: the worker is ahead of the log
+    ├── LogFull            a job's log would pass its byte cap: the job fails loudly
+    └── Malformed          what Redis holds for a job cannot be a job's: dead-lettered at once
+
+    Exception
+    ├── Busy               pipeline.apps.serve: a server bound was reached (refused over HTTP)
+    └── ApiError           pipeline.apps.simulator: what the simulated API answers as an error
+
+The last two never reach a user as rillet's own error: each becomes an HTTP response.
 
 anyio's ``ClosedResourceError``, ``BrokenResourceError``, ``EndOfStream`` and ``WouldBlock`` are
 reused rather than twinned.

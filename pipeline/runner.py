@@ -1,6 +1,6 @@
 """The runner: one task per logical stream runs the stage chain between the source and the fan-out.
 
-Stages share that task (a channel hop costs about a third of the SDK's own parsing, DESIGN.md);
+Stages share that task (a channel hop costs about a third of the SDK's own parsing, docs/architecture.md);
 the only channels are source → chain and fan-out → each sink. Every stream ends with exactly one
 :class:`~pipeline.events.StreamEnded` item, whether it completed, was aborted by a stage, failed,
 or was cancelled; on cancellation the tail is still delivered, shielded and bounded in time.

@@ -29,7 +29,7 @@ Without ``{stream_id}``, a second stream refuses to share a text file (:class:`S
 interleaved with the first's would be garbage, and dropping it silently would lose it.
 
 Each batch costs one thread hop per file it touches (a write and its flush; a hop costs about
-100 µs, DESIGN.md), so a batch's text is built in memory first.
+100 µs, docs/architecture.md), so a batch's text is built in memory first.
 
 File operations run shielded from cancellation: nothing can stop a thread once it started, so a
 cancelled await would leave the write running behind the sink's back, racing the close. A

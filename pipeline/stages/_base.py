@@ -1,6 +1,6 @@
 """The stage protocol: plain synchronous objects chained inside one task per stream.
 
-A channel hop costs about a third of the SDK's own parsing per event (DESIGN.md), so stages do
+A channel hop costs about a third of the SDK's own parsing per event (docs/architecture.md), so stages do
 not get a task each: the runner calls ``process`` for every item and ``finish`` once at the end.
 """
 

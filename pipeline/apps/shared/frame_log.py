@@ -1,6 +1,6 @@
 """The web (SSE) sink: each stream's frames, encoded once into an append-only log read through cursors.
 
-A browser may be slow, reconnect or reload, so it gets no queue of its own (DESIGN.md): the sink
+A browser may be slow, reconnect or reload, so it gets no queue of its own (docs/architecture.md): the sink
 appends every frame, already encoded as SSE bytes, to its stream's :class:`StreamLog`, and each
 connection is a cursor (the frame id it saw last) over that log. Replay and live delivery are the
 same read, nothing is lost or sent twice, and ``write`` never waits on a reader.
