@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.apps.bench.cli import add_arguments, load_settings, main
+from pipeline.apps.bench.cli import add_arguments, load_settings
 from pipeline.apps.bench.settings import BenchConfig
 from pipeline.apps.bench.workload import Workload, load_prompts
 from pipeline.config import RunConfig
 from pipeline.errors import InputError
+from tests.bench.conftest import bench as main
 
 REPO = Path(__file__).resolve().parents[2]
 

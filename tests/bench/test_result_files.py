@@ -17,13 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.apps import cli
-
-
-def main(argv: list[str]) -> int:
-    """``rillet bench ARGV``, in this process."""
-    return cli.main(["bench", *argv])
-
+from tests.bench.conftest import bench as main
 
 SIM = ["--sim-ttft-ms", "5", "--sim-tokens-per-s", "4000", "--progress", "off"]
 

@@ -8,16 +8,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from pipeline.apps import cli
 from pipeline.apps.bench.files import load_run
 from pipeline.apps.bench.plot import draw
 from pipeline.apps.bench.tables import compare
-
-
-def main(argv: list[str]) -> int:
-    """``rillet bench ARGV``, in this process."""
-    return cli.main(["bench", *argv])
-
+from tests.bench.conftest import bench as main
 
 FAST = ["--sim-ttft-ms", "5", "--sim-tokens-per-s", "4000"]
 SLOW = ["--sim-ttft-ms", "40", "--sim-tokens-per-s", "4000"]
