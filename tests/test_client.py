@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from pipeline.apps.simulator import open_simulator
-from pipeline.client import arrival, make_client, sent_ns
+from pipeline.arrivals import arrival, sent_ns
+from pipeline.client import make_client
 from pipeline.wire.transport import WireStream
 
 pytestmark = pytest.mark.anyio
