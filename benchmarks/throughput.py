@@ -101,18 +101,21 @@ class Timer:
         return self
 
 
-async def sdk_helper(body: bytes, max_tokens: int) -> Timer:
+async def sdk_helper(body: bytes, max_tokens: int) -> tuple[Timer, str]:
+    """The helper's time, and the text of its final message."""
     timer = Timer()
     async with client_for(body) as client:
         timer.start()
         async with client.messages.stream(**request(max_tokens)) as stream:  # type: ignore[arg-type]
             async for _ in stream:
                 pass
-            await stream.get_final_message()
-        return timer.stop()
+            message = await stream.get_final_message()
+        timer.stop()
+    return timer, "".join(block.text for block in message.content if block.type == "text")
 
 
-async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> Timer:
+async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> tuple[Timer, str]:
+    """The pipeline's time, and the text of the message it accumulated."""
     stages = [
         FilterStageConfig(type="filter", exclude=["thinking_delta"]).factory(),
         AccumulateStageConfig(type="accumulate").factory(),
@@ -133,7 +136,8 @@ async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> Timer:
             timer.stop()
     if result.outcome != "completed":
         raise SystemExit(f"the pipeline run did not complete: {result.outcome} {result.error}")
-    return timer
+    content = (result.message or {}).get("content", [])
+    return timer, "".join(block["text"] for block in content if block["type"] == "text")
 
 
 async def main(runs: int, max_tokens: int) -> None:
@@ -143,11 +147,13 @@ async def main(runs: int, max_tokens: int) -> None:
     print(f"stream: {len(body):,} bytes, {deltas:,} deltas")
     ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory() as folder:
-        await sdk_helper(body, max_tokens)
-        await full_pipeline(body, max_tokens, Path(folder))
+        _, expected = await sdk_helper(body, max_tokens)
+        _, text = await full_pipeline(body, max_tokens, Path(folder))
+        if text != expected:  # the warm-up runs check that the pipeline is faster by being right
+            raise SystemExit("the pipeline's message text differs from the SDK's final message")
         for run in range(1, runs + 1):
-            a = await sdk_helper(body, max_tokens)
-            b = await full_pipeline(body, max_tokens, Path(folder))
+            a, _ = await sdk_helper(body, max_tokens)
+            b, _ = await full_pipeline(body, max_tokens, Path(folder))
             ratios.append(b.wall / a.wall)
             cpu_ratios.append(b.cpu / a.cpu)
             print(

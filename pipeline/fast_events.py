@@ -23,13 +23,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from anthropic._models import construct_type
-from anthropic.types import RawMessageStreamEvent
 from jiter import from_json
 
 if TYPE_CHECKING:
     import httpx2
     from anthropic import APIStatusError, AsyncAnthropic
+    from anthropic.types import RawMessageStreamEvent
 
 
 @dataclass(slots=True)
@@ -86,8 +85,7 @@ class BlockDelta:
 
     def to_sdk(self) -> RawMessageStreamEvent:
         """The SDK's own model of this event, as its stream iterator would have built it."""
-        event = construct_type(type_=RawMessageStreamEvent, value=self.model_dump())
-        return cast(RawMessageStreamEvent, event)
+        return cast("RawMessageStreamEvent", sdk_event(self.model_dump()))
 
     def model_dump(self, **_: object) -> dict[str, Any]:
         """The event as JSON-ready data: what the SDK model's ``model_dump`` gives, whatever the options
@@ -125,6 +123,18 @@ def build(data: bytes, value: Any) -> Any:
                 text = delta.get(kind[0])
                 if type(text) is str:
                     return BlockDelta(index, kind[1](text), data)
+    return sdk_event(value)
+
+
+def sdk_event(value: Any) -> Any:
+    """The SDK's model of an event's parsed JSON, built as its stream iterator builds it.
+
+    The SDK is imported here, on the first event: the JSON-lines sink imports this module, and
+    commands that never stream (``rillet jobs --help``) must not pay for loading the SDK.
+    """
+    from anthropic._models import construct_type
+    from anthropic.types import RawMessageStreamEvent
+
     return construct_type(type_=RawMessageStreamEvent, value=value)
 
 
@@ -218,7 +228,7 @@ class EventParser:
             joined = b"\n".join(data)  # not one line: not a JSON line's raw
         if name == b"error":
             raise self._fail(joined.decode())
-        return construct_type(type_=RawMessageStreamEvent, value=parse(joined)) if joined else None
+        return sdk_event(parse(joined)) if joined else None
 
 
 def stream_error(client: AsyncAnthropic, response: httpx2.Response, data: str) -> APIStatusError:

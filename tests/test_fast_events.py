@@ -62,7 +62,8 @@ async def sdk_events(data: bytes) -> tuple[list[Any], BaseException | None]:
             stream=True,
         )
         try:
-            events.extend([event async for event in stream])
+            async for event in stream:
+                events.append(event)  # noqa: PERF401 (a comprehension would lose those before an error)
         except anthropic.APIStatusError as exc:
             return events, exc
     return events, None
