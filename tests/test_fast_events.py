@@ -15,10 +15,15 @@ from anthropic.types import RawMessageStreamEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.events import Item, report_text, streamed_text
+from pipeline.client import make_client
+from pipeline.events import STREAMED_TEXT_FIELDS, Item, report_text, streamed_text
 from pipeline.fast_events import BlockDelta, EventParser, TextDelta, to_sdk
+from pipeline.runner import Pipeline
+from pipeline.simulator import SimulatorSettings, open_simulator
+from pipeline.sink import SinkSpec
 from sinks.file import FileSink
 from tests.conftest import FIXTURES
+from tests.test_pipeline import RecordingSink
 
 RECORDINGS = sorted(path.name for path in FIXTURES.glob("*.sse"))
 ERROR = "written-error-mid-stream.sse"
@@ -165,3 +170,37 @@ async def test_the_events_log_writes_a_deltas_wire_json(tmp_path: Path) -> None:
     assert [line["event"] for line in lines] == [
         to_sdk(event).model_dump(mode="json", exclude_unset=True) for event in events
     ]
+
+
+def comparable(event: Any) -> dict[str, Any]:
+    """An SDK event as data, without the message id that the simulator draws anew per request."""
+    data: dict[str, Any] = event.model_dump(mode="json")
+    if event.type == "message_start":
+        del data["message"]["id"]
+    return data
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scenario", ["report", "thinking", "tool_use"])
+async def test_the_pipeline_streams_what_the_sdk_yields(scenario: str) -> None:
+    """Over loopback HTTP, the pipeline's API events are the SDK's own events for the same answer."""
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "A report on rivers."}],
+        "extra_headers": {"x-rillet-scenario": scenario, "x-rillet-tokens-per-s": "20000"},
+    }
+    sink = RecordingSink()
+    async with open_simulator(SimulatorSettings()) as sim:
+        async with make_client(api_key="test", base_url=sim.base_url) as client:
+            async with Pipeline(client, stages=[], sinks=[SinkSpec(sink)]) as pipeline:
+                result = await pipeline.run(request)
+            stream = await client.messages.create(**request, stream=True)
+            expected = [event async for event in stream]
+    assert result.outcome == "completed"
+    events = [item.event for item in sink.items if not item.event.type.startswith("rillet.")]
+    assert [comparable(to_sdk(event)) for event in events] == [comparable(event) for event in expected]
+    assert [type(to_sdk(event)) for event in events] == [type(event) for event in expected]
+    deltas = [e for e in events if e.type == "content_block_delta" and e.delta.type in STREAMED_TEXT_FIELDS]
+    assert deltas
+    assert all(isinstance(event, BlockDelta) for event in deltas)
