@@ -22,6 +22,7 @@ from pipeline.runner import Pipeline
 from pipeline.simulator import SimulatorSettings, open_simulator
 from pipeline.sink import SinkSpec
 from sinks.file import FileSink
+from sinks.sse_log import StreamLog
 from tests.conftest import FIXTURES
 from tests.test_pipeline import RecordingSink
 
@@ -170,6 +171,21 @@ async def test_the_events_log_writes_a_deltas_wire_json(tmp_path: Path) -> None:
     assert [line["event"] for line in lines] == [
         to_sdk(event).model_dump(mode="json", exclude_unset=True) for event in events
     ]
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_the_browser_log_frames_deltas_as_it_frames_the_sdk_events(name: str) -> None:
+    """The log behind ``rillet serve`` and the Redis frames reads a delta's data through ``model_dump``."""
+    events, _ = parse([body(name)])
+    frames = []
+    for convert in (lambda event: event, to_sdk):
+        log = StreamLog("s")
+        for seq, event in enumerate(events):
+            log.add(Item("s", convert(event), 0, seq=seq))
+        log.flush()
+        frames.append([(f.split(b"\n")[1], json.loads(f.split(b"data: ", 1)[1])) for f in log.frames])
+    assert frames[0] == frames[1]
+    assert len(frames[0]) > 1
 
 
 def comparable(event: Any) -> dict[str, Any]:
