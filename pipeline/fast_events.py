@@ -113,6 +113,15 @@ def to_sdk(event: Any) -> Any:
     return event.to_sdk() if isinstance(event, BlockDelta) else event
 
 
+def observed(event: Any) -> Any:
+    """An event as the SDK's tracing reads it, which reads models and dicts but not other objects.
+
+    Its span of a streamed call takes the time to the first delta, the message's fields and the
+    ``OK`` status from the events it is shown, as the SDK's stream iterator shows them.
+    """
+    return event.model_dump() if isinstance(event, BlockDelta) else event
+
+
 def build(data: bytes, value: Any) -> Any:
     """The event for one ``data`` payload and its parsed JSON: a :class:`BlockDelta`, or the SDK's model."""
     if type(value) is dict and len(value) == 3 and value.get("type") == "content_block_delta":

@@ -36,7 +36,7 @@ from pipeline.backoff import Retries
 from pipeline.client import arrival, sent_ns
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
-from pipeline.fast_events import EventParser, stream_error
+from pipeline.fast_events import EventParser, observed, stream_error
 from pipeline.resume import PREFILL_SUPPORT, Plan, PrefillSupport, ResumeSettings, plan_resume
 
 __all__ = ["CONTINUED", "EventSource", "Source", "describe", "error_type_of"]
@@ -183,14 +183,17 @@ class Source:
             feed = stitcher.feed
             stamp = arrival(response)
             parser = EventParser(lambda data: stream_error(client, response, data))
+            # The SDK's span of the call learns what the SDK's stream iterator would tell it.
             observer = getattr(response.stream, "stream_observer", None)
             if observer is not None:
-                observer.begin()  # the SDK's span of the call, told what its stream iterator tells it
+                observer.begin()
             try:
                 async for chunk in response.aiter_bytes():
                     # When the bytes that completed these events arrived, before any parsing.
                     received = stamp.ns if stamp is not None else time.perf_counter_ns()
                     for event in parser.feed(chunk):
+                        if observer is not None:
+                            observer.item(observed(event))
                         watchdog.last_ns = _SENDING
                         for out in feed(event):
                             await self._send(send, out, received)
