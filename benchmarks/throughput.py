@@ -2,8 +2,9 @@
 
 One long stream (at least 20,000 deltas) is recorded once from the simulator, then served from
 memory through ``httpx2.MockTransport``, so both sides pay the same SDK parsing and nothing else
-varies. Runs alternate (a, b, a, b, ...) to share the machine's noise; the last line is the median
-ratio. Objects alive after start-up are frozen out of the garbage collector (``gc.freeze()``) for
+varies. Runs alternate (a, b, a, b, ...) to share the machine's noise; the last lines are the median
+ratios, of wall-clock time and of the process's CPU time (every thread's, so the file sink's writes
+count too). Objects alive after start-up are frozen out of the garbage collector (``gc.freeze()``) for
 both sides alike, as the ``rillet`` command does.
 
     python benchmarks/throughput.py [--runs 7] [--max-tokens 8000]
@@ -85,17 +86,36 @@ def client_for(body: bytes) -> AsyncAnthropic:
     return AsyncAnthropic(api_key="bench", base_url="http://bench.invalid", max_retries=0, http_client=http)
 
 
-async def sdk_helper(body: bytes, max_tokens: int) -> float:
+class Timer:
+    """Wall-clock and CPU time from its start to its stop."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def start(self) -> None:
+        self.wall, self.cpu = -time.perf_counter(), -time.process_time()
+
+    def stop(self) -> Timer:
+        self.wall += time.perf_counter()
+        self.cpu += time.process_time()
+        return self
+
+
+async def sdk_helper(body: bytes, max_tokens: int) -> tuple[Timer, str]:
+    """The helper's time, and the text of its final message."""
+    timer = Timer()
     async with client_for(body) as client:
-        started = time.perf_counter()
+        timer.start()
         async with client.messages.stream(**request(max_tokens)) as stream:  # type: ignore[arg-type]
             async for _ in stream:
                 pass
-            await stream.get_final_message()
-        return time.perf_counter() - started
+            message = await stream.get_final_message()
+        timer.stop()
+    return timer, "".join(block.text for block in message.content if block.type == "text")
 
 
-async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> float:
+async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> tuple[Timer, str]:
+    """The pipeline's time, and the text of the message it accumulated."""
     stages = [
         FilterStageConfig(type="filter", exclude=["thinking_delta"]).factory(),
         AccumulateStageConfig(type="accumulate").factory(),
@@ -108,14 +128,16 @@ async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> float:
             SinkSpec(FileSink(folder / "report.md", mode="text")),
             SinkSpec(StdoutSink(stream=devnull, err=devnull)),
         ]
+        timer = Timer()
         async with client_for(body) as client:
-            started = time.perf_counter()
+            timer.start()
             async with Pipeline(client, stages=stages, sinks=sinks) as pipeline:
                 result = await pipeline.run(request(max_tokens))
-            elapsed = time.perf_counter() - started
+            timer.stop()
     if result.outcome != "completed":
         raise SystemExit(f"the pipeline run did not complete: {result.outcome} {result.error}")
-    return elapsed
+    content = (result.message or {}).get("content", [])
+    return timer, "".join(block["text"] for block in content if block["type"] == "text")
 
 
 async def main(runs: int, max_tokens: int) -> None:
@@ -123,19 +145,24 @@ async def main(runs: int, max_tokens: int) -> None:
     gc.freeze()  # as `rillet` does at start-up: both sides run with start-up objects out of the GC's way
     deltas = body.count(b"event: content_block_delta")
     print(f"stream: {len(body):,} bytes, {deltas:,} deltas")
-    ratios = []
+    ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory() as folder:
-        await sdk_helper(body, max_tokens)
-        await full_pipeline(body, max_tokens, Path(folder))
+        _, expected = await sdk_helper(body, max_tokens)
+        _, text = await full_pipeline(body, max_tokens, Path(folder))
+        if text != expected:  # the warm-up runs check that the pipeline is faster by being right
+            raise SystemExit("the pipeline's message text differs from the SDK's final message")
         for run in range(1, runs + 1):
-            a = await sdk_helper(body, max_tokens)
-            b = await full_pipeline(body, max_tokens, Path(folder))
-            ratios.append(b / a)
+            a, _ = await sdk_helper(body, max_tokens)
+            b, _ = await full_pipeline(body, max_tokens, Path(folder))
+            ratios.append(b.wall / a.wall)
+            cpu_ratios.append(b.cpu / a.cpu)
             print(
-                f"run {run}: sdk_helper {a * 1e6 / deltas:.1f} µs/delta, "
-                f"pipeline {b * 1e6 / deltas:.1f} µs/delta, ratio {b / a:.2f}"
+                f"run {run}: sdk_helper {a.wall * 1e6 / deltas:.1f} µs/delta, "
+                f"pipeline {b.wall * 1e6 / deltas:.1f} µs/delta, ratio {b.wall / a.wall:.2f}, "
+                f"CPU ratio {b.cpu / a.cpu:.2f}"
             )
     print(f"ratio pipeline/sdk_helper = {statistics.median(ratios):.2f}")
+    print(f"CPU-time ratio pipeline/sdk_helper = {statistics.median(cpu_ratios):.2f}")
 
 
 if __name__ == "__main__":

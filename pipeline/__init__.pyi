@@ -22,6 +22,8 @@ from .events import ToolInputError as ToolInputError
 from .events import Usage as Usage
 from .fanout import FanOut as FanOut
 from .fanout import SinkStatistics as SinkStatistics
+from .fast_events import BlockDelta as BlockDelta
+from .fast_events import to_sdk as to_sdk
 from .runner import Pipeline as Pipeline
 from .runner import StreamResult as StreamResult
 from .runner import StreamRun as StreamRun

@@ -6,9 +6,9 @@ never multiply silently and every one is visible as an event and counted.
 The transport is the SDK's own (httpx2, with its proxies, TLS and keep-alive), and the stamps are
 taken in user space (:mod:`pipeline.arrivals`): each request (its ``SENT_NS`` extension, on the
 ``time.perf_counter_ns`` clock) as the SDK hands it to the transport, and each response body chunk
-as the transport yields it (an ``Arrival``, in its ``ARRIVAL`` extension). The SDK decodes chunk by
-chunk without reading ahead, so when it yields an event, the latest chunk is the one that completed
-it: SSE decoding, JSON and pydantic work stay out of the receive time.
+as the transport yields it (an ``Arrival``, in its ``ARRIVAL`` extension). The source decodes chunk
+by chunk without reading ahead (:mod:`pipeline.fast_events`), so the latest chunk is the one that
+completed each event it yields: SSE decoding and JSON work stay out of the receive time.
 
 ``make_client(wire=True)`` (what ``rillet bench`` uses) swaps in wire times instead: kernel receive
 stamps read off the socket, optionally by a thread a busy loop cannot delay (:mod:`pipeline.wire.client`,

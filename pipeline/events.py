@@ -1,7 +1,9 @@
 """What travels through the pipeline.
 
-The SDK's own typed events (``anthropic.types.RawMessageStreamEvent``, or whatever model the SDK
-builds for an event type it does not know) travel unchanged inside an :class:`Item` envelope.
+The API's events travel unchanged inside an :class:`Item` envelope: the SDK's own typed events
+(``anthropic.types.RawMessageStreamEvent``, or whatever model the SDK builds for an event type it
+does not know), except the deltas that stream text, which are :class:`pipeline.fast_events.BlockDelta`
+(the same attributes, and ``.to_sdk()`` for the SDK's model).
 Stages add a few small frozen dataclasses of their own, each with a ``type`` string starting with
 ``rillet.`` so that sinks dispatch on ``item.event.type`` alone, whatever the event's origin.
 """

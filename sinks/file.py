@@ -57,6 +57,7 @@ import pydantic
 
 from pipeline.errors import ConfigError, SinkError
 from pipeline.events import AttemptStarted, Item, StreamEnded, event_type, report_text
+from pipeline.fast_events import BlockDelta
 
 Mode = Literal["text", "jsonl"]
 
@@ -91,11 +92,14 @@ def json_line(item: Item) -> str:
 
 
 def _event_json(event: object) -> str:
-    """SDK models keep exactly the fields the server sent, unknown ones included (``exclude_unset``).
+    """A delta keeps the JSON the server sent, as it sent it; SDK models keep exactly the fields the
+    server sent, unknown ones included (``exclude_unset``).
 
     pydantic's fast path refuses a lone surrogate (a JSON ``\\ud83d`` escape decodes to one); the slow
     path keeps it, and the file's ``backslashreplace`` writes it back as the same escape.
     """
+    if isinstance(event, BlockDelta):
+        return event.raw.decode()
     if isinstance(event, pydantic.BaseModel):
         try:
             return event.model_dump_json(exclude_unset=True, by_alias=True, warnings=False)

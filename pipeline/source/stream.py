@@ -1,8 +1,12 @@
-"""The source: the SDK's raw event stream, stamped on arrival, into a bounded channel.
+"""The source: the API's event stream, stamped on arrival, into a bounded channel.
+
+The SDK builds, authenticates and sends each request and turns an HTTP error into its own
+exception (``with_streaming_response``); the body is decoded by :mod:`pipeline.fast_events`, which
+skips the SDK's per-event pydantic work but raises an in-stream ``error`` as the SDK does.
 
 Receive times are ``time.perf_counter_ns()`` of when the bytes completing an event came off the
 transport (stamped by the client of :mod:`pipeline.client`; for another client, the moment the
-SDK yields the event), before any queue, so neither parsing nor a slow stage or sink distorts
+source read them), before any queue, so neither parsing nor a slow stage or sink distorts
 latency figures. The source owns every HTTP attempt of a logical stream (the SDK's own retries
 are off, ``max_retries=0``): each is announced by an :class:`~pipeline.events.AttemptStarted`
 item and answered by a :class:`~pipeline.events.ResponseHeaders` item. A 429, 529 or 5xx is
@@ -29,6 +33,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pipeline.arrivals import arrival, sent_ns
 from pipeline.errors import SourceError
 from pipeline.events import AttemptStarted, Item, ResponseHeaders
+from pipeline.fast_events import EventParser, observed, stream_error
 from pipeline.source._budget import fit_budget
 from pipeline.source._failure import INCOMPLETE, Failure, classify, describe, error_type_of, stalled
 from pipeline.source._stitch import Stitcher, Transcript
@@ -170,23 +175,36 @@ class Source:
         request: dict[str, Any],
         watchdog: _Watchdog,
     ) -> None:
-        stream = await self._client.messages.create(**request, stream=True)
-        response = stream.response
-        received = time.perf_counter_ns()
-        headers = ResponseHeaders(
-            self.attempts, response.headers.get("request-id"), response.status_code, sent_ns(response)
-        )
-        await self._send(send, headers, received)
-        feed = stitcher.feed
-        stamp = arrival(response)
-        async with stream:
-            async for event in stream:
-                # When the bytes that completed the event arrived, before the SDK parsed them.
-                received = stamp.ns if stamp is not None else time.perf_counter_ns()
-                watchdog.last_ns = _SENDING
-                for out in feed(event):
-                    await self._send(send, out, received)
-                watchdog.last_ns = time.perf_counter_ns()
+        client = self._client
+        async with client.messages.with_streaming_response.create(**request, stream=True) as raw:
+            response = raw.http_response
+            received = time.perf_counter_ns()
+            headers = ResponseHeaders(
+                self.attempts, response.headers.get("request-id"), response.status_code, sent_ns(response)
+            )
+            await self._send(send, headers, received)
+            feed = stitcher.feed
+            stamp = arrival(response)
+            parser = EventParser(lambda data: stream_error(client, response, data))
+            # The SDK's span of the call learns what the SDK's stream iterator would tell it.
+            observer = getattr(response.stream, "stream_observer", None)
+            if observer is not None:
+                observer.begin()
+            try:
+                async for chunk in response.aiter_bytes():
+                    # When the bytes that completed these events arrived, before any parsing.
+                    received = stamp.ns if stamp is not None else time.perf_counter_ns()
+                    for event in parser.feed(chunk):
+                        if observer is not None:
+                            observer.item(observed(event))
+                        watchdog.last_ns = _SENDING
+                        for out in feed(event):
+                            await self._send(send, out, received)
+                        watchdog.last_ns = time.perf_counter_ns()
+            except Exception as exc:
+                if observer is not None:
+                    observer.end("failed", exc)
+                raise
 
     async def _send(self, send: MemoryObjectSendStream[Item], event: Any, received_ns: int) -> None:
         """Waits only when the chain is behind: a checkpoint per event would cost a loop turn each."""

@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from pipeline.apps.run.report import run_report
 from pipeline.apps.shared.build import build_otel_sink, build_stages
@@ -150,6 +151,25 @@ async def test_a_resumed_stream_is_one_trace_with_the_sdk_attempts_under_the_str
         assert attempt.start_time is not None
         assert attempt.start_time >= stream.start_time
     assert all(stream.start_time <= event.timestamp <= stream.end_time for event in stream.events)
+
+
+async def test_an_attempt_ended_by_an_error_event_has_an_sdk_span_with_error_status(sim: Simulator) -> None:
+    """The source reads the body itself, and shows the SDK's span what the SDK's iterator would: the
+    failed attempt's span is an error, the resumed one's has the message's fields and is OK."""
+    telemetry = Telemetry()
+    result = await _run(sim, telemetry, {"x-rillet-scenario": "overloaded", "x-rillet-fail-first": "1"})
+    assert result.outcome == "completed"
+    failed, resumed = sorted(_by_name(telemetry.spans.get_finished_spans(), SDK_SPAN), key=_started)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert resumed.status.status_code is StatusCode.OK
+    attributes = dict(resumed.attributes or {})
+    assert attributes["gen_ai.response.time_to_first_chunk"] > 0
+    assert attributes["anthropic.message.stop_reason"] == result.stop_reason
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def _started(span: ReadableSpan) -> int:
+    return span.start_time or 0
 
 
 async def test_the_genai_metrics_carry_their_standard_attributes(sim: Simulator) -> None:
