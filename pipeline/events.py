@@ -23,9 +23,8 @@ class Item:
     ``received_ns`` is ``time.perf_counter_ns()`` when the source read the event off the wire (for
     events a stage derives, that of the event that caused it). ``seq`` is assigned by the stage chain
     as the item leaves it, so it is gap-free and increasing per stream; sinks treat items as read-only.
-    ``delivered_ns`` is when the runner handed an API event to the sinks (0 for rillet's own events
-    and for items no runner delivered): less ``received_ns``, the client's own delay
-    (:mod:`pipeline.client_delay`).
+    ``delivered_ns`` is when the runner handed the item to the sinks (0 for items no runner
+    delivered): less ``received_ns``, the client's own delay (:mod:`pipeline.client_delay`).
     """
 
     stream_id: str

@@ -60,7 +60,7 @@ class StreamResult:
     attempts: int
     items: int
     client_delay: ClientDelay
-    """Each API event's arrival at the socket → its hand-over to the sinks (:mod:`pipeline.client_delay`)."""
+    """Each item's arrival at the socket → its hand-over to the sinks (:mod:`pipeline.client_delay`)."""
     failure: RilletError | None = None
 
 

@@ -119,7 +119,7 @@ def create_families(
         ),
         client_delay=Histogram(
             "rillet_client_delay_seconds",
-            "Time from an API event's arrival at the socket to its hand-over to the sinks (client backlog).",
+            "Time from an event's arrival at the socket to its hand-over to the sinks (client backlog).",
             buckets=DELAY_BUCKETS,
             registry=registry,
         ),

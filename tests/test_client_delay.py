@@ -1,4 +1,4 @@
-"""The client's own delay (issue 19): each API event's arrival at the socket → its hand-over to the sinks.
+"""The client's own delay (issue 19): each item's arrival at the socket → its hand-over to the sinks.
 
 Streams come from the simulator over loopback through the real SDK and the real runner; the
 Prometheus sink's registry is read as a scrape would read it (a real Prometheus scrapes it in
@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -72,18 +73,17 @@ def above(delay: ClientDelay, seconds: float) -> int:
 
 
 @pytest.mark.anyio
-async def test_every_api_event_of_a_real_stream_is_counted() -> None:
+async def test_every_item_of_a_real_stream_is_counted() -> None:
     recorder = RecordingSink()
     result = await run([AccumulateStage, LatencyStage], recorder)
     assert result.outcome == "completed"
-    api = [item for item in recorder.items if not item.event.type.startswith("rillet.")]
-    assert len(api) > 10
-    assert result.client_delay.count == len(api) == sum(result.client_delay.counts)
-    assert all(item.delivered_ns >= item.received_ns > 0 for item in api)
-    assert all(item.delivered_ns == 0 for item in recorder.items if item.event.type.startswith("rillet."))
-    worst = max(item.delivered_ns - item.received_ns for item in api)
-    assert result.client_delay.max_ns == worst
-    assert result.client_delay.sum_ns == sum(item.delivered_ns - item.received_ns for item in api)
+    items = recorder.items
+    assert len(items) == result.items > 10
+    assert all(item.delivered_ns >= item.received_ns > 0 for item in items)
+    delays = [item.delivered_ns - item.received_ns for item in items]
+    assert result.client_delay.count == len(items)
+    assert result.client_delay.max_ns == max(delays)
+    assert result.client_delay.sum_ns == sum(delays)
 
 
 @pytest.mark.anyio
@@ -134,20 +134,27 @@ def test_run_verbose_prints_the_client_delay(tmp_path: Path, simulator_process: 
     stderr = rillet_run(tmp_path, base_url, "--verbose")
     line = next(line for line in stderr.splitlines() if "client delay" in line)
     assert line.startswith("rillet: client delay, socket to sinks: p50 ")
-    events = int(line.rsplit(" over ", 1)[1].split()[0].replace(",", ""))
-    assert events > 10
+    items = int(line.rsplit(" over ", 1)[1].split()[0].replace(",", ""))
+    assert items > 10
     assert "client delay" not in rillet_run(tmp_path, base_url)
 
 
 delays_ns = st.lists(st.integers(0, 200 * 10**9), min_size=1, max_size=200)
 
 
+def histogram(values: list[int]) -> ClientDelay:
+    """The histogram of delays ``values`` (ns), each delivered by a clock that reads 0."""
+    delay = ClientDelay()
+    with mock.patch("pipeline.client_delay._clock", return_value=0):
+        for value in values:
+            delay.deliver(Item("s", None, -value))
+    return delay
+
+
 @given(delays_ns, st.floats(0, 1))
 def test_a_quantile_lies_in_the_bucket_of_the_exact_one(values: list[int], q: float) -> None:
     """Read from buckets, a quantile is off by at most its bucket's width, and never above the max."""
-    delay = ClientDelay()
-    for value in values:
-        delay.add_ns(value)
+    delay = histogram(values)
     ordered = sorted(values)
     exact = ordered[max(math.ceil(q * len(ordered)), 1) - 1] / 1e9
     bounds = (*DELAY_BUCKETS, max(values) / 1e9)
@@ -155,19 +162,14 @@ def test_a_quantile_lies_in_the_bucket_of_the_exact_one(values: list[int], q: fl
     upper = min(b for b in bounds if b >= exact)
     assert lower <= delay.quantile(q) <= upper
     assert delay.quantile(q) <= delay.maximum == max(values) / 1e9
+    assert delay.mean == pytest.approx(sum(values) / len(values) / 1e9)
 
 
 @given(st.lists(delays_ns, max_size=4))
 def test_histograms_merge_and_survive_json(streams: list[list[int]]) -> None:
     """Several streams' histograms (several processes' records) add up to the histogram of all."""
-    parts = []
-    for values in streams:
-        part = ClientDelay()
-        for value in values:
-            part.add_ns(value)
-        parts.append(ClientDelay.from_json(part.to_json()))
-    merged, whole = ClientDelay.merged(parts), ClientDelay()
-    for value in (v for values in streams for v in values):
-        whole.add_ns(value)
+    parts = [ClientDelay.from_json(histogram(values).to_json()) for values in streams]
+    merged = ClientDelay.merged(parts)
+    whole = histogram([value for values in streams for value in values])
     assert merged.to_json() == whole.to_json()
-    assert merged.count == whole.count
+    assert merged.count == sum(len(values) for values in streams)

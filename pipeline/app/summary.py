@@ -34,4 +34,4 @@ def delay_line(delay: ClientDelay) -> str:
     """How far behind the socket the client ran, which the wire-time TTFT and E2E cannot show."""
     points = (("p50", delay.quantile(0.5)), ("p99", delay.quantile(0.99)), ("max", delay.maximum))
     ms = " · ".join(f"{label} {seconds * 1000:.1f} ms" for label, seconds in points)
-    return f"rillet: client delay, socket to sinks: {ms} over {delay.count:,} events"
+    return f"rillet: client delay, socket to sinks: {ms} over {delay.count:,} items"

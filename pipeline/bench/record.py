@@ -103,7 +103,7 @@ class RequestRecord:
     ttft_error_send: float | None = None
     ttft_error_receive: float | None = None
     client_delay: dict[str, Any] | None = None
-    """The stream's :class:`~pipeline.client_delay.ClientDelay` as JSON: each event's arrival at
+    """The stream's :class:`~pipeline.client_delay.ClientDelay` as JSON: each item's arrival at
     the socket → its hand-over to the sinks."""
 
     @property

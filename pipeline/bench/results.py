@@ -209,11 +209,11 @@ def _client(
 
 
 def _client_delay(records: Sequence[RequestRecord], percentiles: Sequence[float]) -> dict[str, Any]:
-    """Every event's socket → sinks delay, from the streams' histograms merged: read from buckets,
+    """Every item's socket → sinks delay, from the streams' histograms merged: read from buckets,
     so a percentile is interpolated within its bucket; the maximum is exact."""
     delay = ClientDelay.merged(ClientDelay.from_json(r.client_delay) for r in records if r.client_delay)
     out: dict[str, Any] = {
-        "client_delay_events": delay.count,
+        "client_delay_items": delay.count,
         "mean_client_delay_ms": delay.mean * 1000,
         "median_client_delay_ms": delay.quantile(0.5) * 1000,
         "max_client_delay_ms": delay.maximum * 1000,
