@@ -8,7 +8,10 @@ item as it hands it to the fan-out (:attr:`~pipeline.events.Item.delivered_ns`) 
 delay since ``received_ns`` into a fixed-bucket histogram: an item a stage derives carries the
 receive stamp of the event that caused it, one a stage makes at its end (a summary) is stamped as
 it is made. Every item counts, so the hot path is a stamp and a bisection; a stream of any length
-costs the same few hundred bytes, and histograms of streams and processes add up exactly.
+costs the same few hundred bytes, and histograms of streams and processes add up exactly. With
+wire stamps (``make_client(wire=True)``, as ``rillet bench`` has) arrival is the kernel's, so the
+time bytes wait for a busy loop to read them counts too; with the default client's stamps, taken
+as the loop reads, it does not.
 """
 
 from __future__ import annotations
