@@ -104,7 +104,8 @@ class LatencySummary:
     end_to_end: float
     time_per_output_token: float | None
     gaps: Sequence[float]
-    """Inter-delta gaps, in a compact ``array('d')``: a benchmark holds thousands of streams' worth."""
+    """Inter-delta gaps, in a compact ``array('f')`` (single precision, 4 bytes a delta): a long
+    stream keeps one per delta, a benchmark thousands of streams' worth."""
     output_tokens: int
     type: Literal["rillet.latency"] = "rillet.latency"
 
