@@ -3,7 +3,7 @@
 What a stream keeps while it runs must grow with its text, not with its number of events: a long
 report is hundreds of thousands of deltas, and an object per delta kept twice (once by the
 accumulator, once by the stitcher's transcript) costs six times the text. The stream is a simulator
-report made long (:func:`throughput.lengthen`), served from memory as in ``throughput.py``, with
+report made long (:func:`throughput.lengthen`), served from memory in socket-sized chunks, with
 the same stages and sinks. A probe stage at the chain's end stamps the time and the resident set
 at each quarter of the deltas; the growth after the first quarter is what the stream keeps (the
 first quarter also pays the allocator's warm-up), and flat time per delta means no step costs
