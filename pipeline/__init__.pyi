@@ -1,6 +1,7 @@
 """The public front's names and types, for type checkers; ``__init__.py`` loads each on first use."""
 
 from .client import make_client as make_client
+from .client_delay import ClientDelay as ClientDelay
 from .errors import ConfigError as ConfigError
 from .errors import InputError as InputError
 from .errors import RilletError as RilletError

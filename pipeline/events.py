@@ -25,6 +25,8 @@ class Item:
     ``received_ns`` is ``time.perf_counter_ns()`` when the source read the event off the wire (for
     events a stage derives, that of the event that caused it). ``seq`` is assigned by the stage chain
     as the item leaves it, so it is gap-free and increasing per stream; sinks treat items as read-only.
+    ``delivered_ns`` is when the runner handed the item to the sinks (0 for items no runner
+    delivered): less ``received_ns``, the client's own delay (:mod:`pipeline.client_delay`).
     """
 
     stream_id: str
@@ -32,6 +34,7 @@ class Item:
     received_ns: int
     attempt: int = 1
     seq: int = -1
+    delivered_ns: int = 0
 
     def derive(self, event: Any) -> Item:
         """A new item caused by this one: same stream, attempt and receive time."""
@@ -103,7 +106,8 @@ class LatencySummary:
     end_to_end: float
     time_per_output_token: float | None
     gaps: Sequence[float]
-    """Inter-delta gaps, in a compact ``array('d')``: a benchmark holds thousands of streams' worth."""
+    """Inter-delta gaps, in a compact ``array('f')`` (single precision, 4 bytes a delta): a long
+    stream keeps one per delta, a benchmark thousands of streams' worth."""
     output_tokens: int
     type: Literal["rillet.latency"] = "rillet.latency"
 

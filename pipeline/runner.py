@@ -20,6 +20,7 @@ import anyio
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from pipeline.client_delay import ClientDelay
 from pipeline.errors import PluginError, RilletError, error_label
 from pipeline.events import (
     AbortRequested,
@@ -58,6 +59,8 @@ class StreamResult:
     latency: LatencySummary | None
     attempts: int
     items: int
+    client_delay: ClientDelay
+    """Each item's arrival at the socket → its hand-over to the sinks (:mod:`pipeline.client_delay`)."""
     failure: RilletError | None = None
 
 
@@ -79,6 +82,7 @@ class StreamRun:
         self._latency: LatencySummary | None = None
         self._seq = 0
         self._plugin_error: PluginError | None = None
+        self.client_delay = ClientDelay()
 
     def cancel(self, reason: str = "cancelled by request") -> None:
         """Closes the upstream response; the text so far is kept and the outcome is ``cancelled``."""
@@ -143,6 +147,7 @@ class StreamRun:
         for item in items:
             item.seq = self._seq
             self._seq += 1
+            self.client_delay.deliver(item)
             self._observe(item)
             await fanout.send(item)
 
@@ -232,6 +237,7 @@ class StreamRun:
             attempts=source.attempts,
             items=self._seq,
             failure=error,
+            client_delay=self.client_delay,
         )
 
 

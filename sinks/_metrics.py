@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from pipeline.client_delay import DELAY_BUCKETS
 from pipeline.fanout import SinkStatistics, StatisticsProvider
 
 TTFT_BUCKETS = (
@@ -57,6 +58,7 @@ class Families:
     delta_gap: Histogram
     time_per_output_token: Histogram
     request_duration: Histogram
+    client_delay: Histogram
     tokens: Counter
     tokens_overestimated: Counter
     cost: Counter
@@ -114,6 +116,12 @@ def create_families(
             "End-to-end duration of a logical stream, over all its attempts.",
             duration_buckets,
             "outcome",
+        ),
+        client_delay=Histogram(
+            "rillet_client_delay_seconds",
+            "Time from an event's arrival at the socket to its hand-over to the sinks (client backlog).",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
         ),
         tokens=counter(
             "rillet_tokens_total",

@@ -3,7 +3,9 @@
 The sink keeps per-stream state keyed by ``stream_id``: the children of every labelled family are
 bound once, when the stream's ``message_start`` names its model, so an event costs a dict lookup and
 at most an ``inc`` or ``observe`` (about 1 µs), never a label lookup. Events arriving before the model
-is known wait in that state and are replayed when it is. Events by type are counted per batch.
+is known wait in that state and are replayed when it is. Events by type are counted per batch, and
+so is the client's delay (``rillet_client_delay_seconds``, unlabelled: it is the process's backlog,
+whatever the model), live while streams run.
 
 Tokens and cost rise while a stream runs, so a dashboard shows a live rate: each
 :class:`~pipeline.events.CostUpdate` (usage summed over every attempt, output estimated until the
@@ -259,9 +261,12 @@ class PrometheusSink:
         if self._closed:
             raise anyio.ClosedResourceError
         counts: dict[str, int] = {}
+        delays: list[float] = []
         for item in batch:
             kind = getattr(item.event, "type", "unknown")
             counts[kind] = counts.get(kind, 0) + 1
+            if item.delivered_ns:
+                delays.append((item.delivered_ns - item.received_ns) / 1e9)
             if kind in self._handlers:
                 self._handlers[kind](self._stream(item.stream_id), item)
             elif kind in self._bound_handlers:
@@ -271,6 +276,8 @@ class PrometheusSink:
             if child is None:
                 child = self._event_counts[kind] = self._families.events.labels(str(kind))
             child.inc(count)
+        if delays:
+            observe_many(self._families.client_delay, delays)
         if self._push_interval is not None and anyio.current_time() >= self._next_push:
             await self._push_progress(self._push_interval)
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStopEvent, TextDelta
 
+from pipeline._text_buffer import TextBuffer
 from pipeline.source._overlap import HOLD_CHARS, drop_repeated, restated_end
 
 Join = Literal["prefill", "continue", "retry"]
@@ -53,8 +54,8 @@ class Transcript:
     def __init__(self) -> None:
         self.types: list[str] = []
         """Each logical block's type, by index."""
-        self.texts: dict[int, list[str]] = {}
-        """The text sent for each text block, as parts."""
+        self.texts: dict[int, TextBuffer] = {}
+        """The text sent for each text block."""
         self.open: int | None = None
         self.stop_reason: str | None = None
         self.stopped = False
@@ -65,12 +66,12 @@ class Transcript:
         self.types.append(kind)
         self.open = index
         if kind == "text":
-            self.texts[index] = []
+            self.texts[index] = TextBuffer()
         return index
 
     def text_blocks(self) -> list[str]:
         """The text of every text block, in order."""
-        return ["".join(parts) for parts in self.texts.values()]
+        return [text.value() for text in self.texts.values()]
 
 
 class Stitcher:
@@ -139,9 +140,9 @@ class Stitcher:
         logical = self._map.get(index, index)
         delta = event.delta
         if delta.type == "text_delta":
-            parts = self.transcript.texts.get(logical)
-            if parts is not None:
-                parts.append(delta.text)
+            text = self.transcript.texts.get(logical)
+            if text is not None:
+                text.append(delta.text)
         return (_at(event, logical),)
 
     def _start(self, event: Any) -> Sequence[Any]:

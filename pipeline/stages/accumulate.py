@@ -3,8 +3,9 @@
 :meth:`AccumulateStage.snapshot` equals, field for field, the SDK's
 ``get_final_message().model_dump(mode="json")`` with None-valued keys removed (the shape of
 ``shared/fixtures/sse/expected``). The SDK rebuilds pydantic state and re-parses a tool's whole
-input on every delta; here a delta only appends its string to a list, so the hot path costs a few
-µs: strings are joined when asked for, and tool input is parsed once, when its block stops.
+input on every delta; here a delta only appends its string to a :class:`~pipeline._text_buffer.TextBuffer`,
+so the hot path costs a few µs and the text is kept compactly; tool input is parsed once, when its
+block stops.
 
 Rules taken from the SDK (``anthropic.lib.streaming._messages.accumulate_event``): text and
 thinking deltas grow only blocks of their own type, ``input_json_delta`` only ``tool_use`` and
@@ -27,6 +28,7 @@ from typing import Any
 
 from jiter import from_json
 
+from pipeline._text_buffer import TextBuffer
 from pipeline.events import BlockCompleted, Item, MessageAccumulated, ToolInputError
 from pipeline.stages._base import StreamContext
 
@@ -73,7 +75,7 @@ class AccumulateStage:
                 if delta.type == block.grown_by:
                     value = getattr(delta, block.field)
                     if isinstance(value, str):
-                        block.parts.append(value)
+                        block.text.append(value)
                 else:
                     block.annotate(delta)
         elif kind == "content_block_stop":
@@ -109,12 +111,13 @@ class AccumulateStage:
 
     def text(self) -> str:
         """The text of all text blocks so far, for a live view."""
-        return "".join(block.joined() for block in self._blocks.values() if block.type == "text")
+        return "".join(block.text.value() for block in self._blocks.values() if block.type == "text")
 
     def _open(self, index: int, block: _Block) -> None:
         previous = self._blocks.get(index)
         if previous is not None and previous.key and previous.type == block.type:
-            previous.parts += block.parts  # a resumed attempt carrying on the same block
+            if block.text:  # a resumed attempt carrying on the same block
+                previous.text.append(block.text.value())
             previous.input = _OPEN
         else:
             self._blocks[index] = block
@@ -147,9 +150,9 @@ class AccumulateStage:
 
 
 class _Block:
-    """One content block: its start fields, and the strings its deltas appended, joined lazily."""
+    """One content block: its start fields, and the strings its deltas appended."""
 
-    __slots__ = ("base", "field", "grown_by", "input", "key", "parts", "type")
+    __slots__ = ("base", "field", "grown_by", "input", "key", "text", "type")
 
     def __init__(self, block: Any) -> None:
         dumped: dict[str, Any] = block.model_dump(mode="json", warnings=False)
@@ -159,15 +162,10 @@ class _Block:
         self.type: str = dumped.get("type") or ""
         self.grown_by, self.field, self.key = _GROWN_BY.get(self.type, ("", "", ""))
         start = self.base.get(self.key)
-        self.parts: list[str] = [start] if isinstance(start, str) else []
+        self.text = TextBuffer()
+        if isinstance(start, str):
+            self.text.append(start)
         self.input: Any = _OPEN
-
-    def joined(self) -> str:
-        """The appended strings as one, kept joined so that live polling stays cheap."""
-        parts = self.parts
-        if len(parts) > 1:
-            parts[:] = ["".join(parts)]
-        return parts[0] if parts else ""
 
     def annotate(self, delta: Any) -> None:
         """The deltas that replace or extend a field rather than grow the main string."""
@@ -182,7 +180,7 @@ class _Block:
         """Tool input parsed once, strictly; the block's final form announced."""
         error: tuple[Item, ...] = ()
         if self.key == "input":
-            raw = self.joined()
+            raw = self.text.value()
             try:
                 self.input = from_json(raw.encode()) if raw else self.base.get("input")
             except ValueError as exc:
@@ -198,10 +196,10 @@ class _Block:
         if self.key == "input":
             if self.input is not _OPEN:
                 block["input"] = self.input
-            elif raw := self.joined():
+            elif raw := self.text.value():
                 block["input"] = _partial(raw, block.get("input"))
-        elif self.parts:
-            block[self.key] = self.joined()
+        elif self.text:
+            block[self.key] = self.text.value()
         return block
 
 

@@ -56,6 +56,10 @@ async def test_run_writes_results_requests_and_plot(tmp_path: Path) -> None:
         assert line["ttft_from_call"] == pytest.approx(line["ttft"] + line["request_build"])
         assert line["ttft_error_send"] > 0  # the server got the request after the client sent it
     assert result["p99_request_build_ms"] > 0
+    assert result["client_delay_items"] == sum(sum(line["client_delay"]["counts"]) for line in lines)
+    assert result["client_delay_items"] > 8 * 5
+    assert 0 < result["p99_client_delay_ms"] <= result["max_client_delay_ms"]
+    assert "Client delay, socket to sinks" in console
     assert result["median_ttft_from_call_ms"] > result["median_ttft_ms"]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Serving Benchmark Result" in console

@@ -76,6 +76,7 @@ def expected(results: Sequence[StreamResult]) -> dict[str, float]:
         "output": sum(r.cost.usage.output_tokens for r in results if r.cost),
         "input": sum(r.cost.usage.input_tokens for r in results if r.cost),
         "completed": len(results),
+        "client_delay_count": sum(r.client_delay.count for r in results),
     }
 
 
@@ -163,6 +164,8 @@ async def test_prometheus_scrapes_what_the_run_reported(
                     == want["input"]
                     and await query(prometheus, 'sum(rillet_requests_total{outcome="completed"})')
                     == want["completed"]
+                    and await query(prometheus, "rillet_client_delay_seconds_count")
+                    == want["client_delay_count"]
                 )
 
             await eventually(scraped, "a scrape showing the run's totals")
@@ -171,6 +174,7 @@ async def test_prometheus_scrapes_what_the_run_reported(
             assert in_progress is not None
             assert in_progress >= 1, "no scrape landed while the streams ran"
     assert want["ttft_count"] == 4
+    assert want["client_delay_count"] > 4 * 10
     checked = await anyio.run_process(
         ["promtool", "check", "metrics"], input=generate_latest(sink.registry), check=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
+import re
 import shutil
 import socket
 import tomllib
@@ -489,3 +490,16 @@ async def test_buckets_are_set_by_config(tmp_path: Path) -> None:
     config.write_text('[[sinks]]\ntype = "prometheus"\nduration_buckets = [2.0, 1.0]\n')
     with pytest.raises(ConfigError, match=r"run.toml: sinks\[0\].duration_buckets: .*increasing order"):
         load_config(config)
+
+
+def test_docs_metrics_lists_every_family_the_sink_serves() -> None:
+    """docs/metrics.md's table names every family, as exposed (counters with ``_total``), and no other."""
+    docs = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(rillet_\w+)` \|", docs, re.MULTILINE))
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in PrometheusSink(address=None).registry.collect()
+    }
+    pushed_only = {"rillet_job_last_success_timestamp_seconds", "rillet_job_duration_seconds"}
+    assert served - documented == set()
+    assert documented - served == pushed_only

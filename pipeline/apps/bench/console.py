@@ -108,6 +108,13 @@ def _rillet(result: dict[str, Any], p: Sequence[float]) -> list[str]:
             f"{result['p99_loop_lag_ms']:.2f} / {result['max_loop_lag_ms']:.2f}",
         )
     )
+    if "max_client_delay_ms" in result:
+        lines.append(
+            _row(
+                "Client delay, socket to sinks, P99 / max (ms):",
+                f"{result['p99_client_delay_ms']:.2f} / {result['max_client_delay_ms']:.2f}",
+            )
+        )
     lines.append(_row("Client peak RSS (MiB):", result["client_peak_rss_bytes"] / 2**20))
     lines.append(_title("Outcomes"))
     stops = ", ".join(f"{k} {v}" for k, v in sorted(result["stop_reasons"].items())) or "none"

@@ -102,6 +102,9 @@ class RequestRecord:
     ttft_error: float | None = None
     ttft_error_send: float | None = None
     ttft_error_receive: float | None = None
+    client_delay: dict[str, Any] | None = None
+    """The stream's :class:`~pipeline.client_delay.ClientDelay` as JSON: each item's arrival at
+    the socket → its hand-over to the sinks."""
 
     @property
     def ok(self) -> bool:
@@ -227,6 +230,7 @@ def build_record(
         scheduled_ns=scheduled_ns,
         sent_ns=stage.sent_ns,
         transport_ns=stage.transport_ns,
+        client_delay=result.client_delay.to_json(),
     )
     if latency is not None:
         record.to_headers = latency.to_headers

@@ -26,8 +26,9 @@ import anthropic
 
 from pipeline.apps.bench.record import RequestRecord
 from pipeline.apps.bench.settings import BenchConfig
-from pipeline.apps.bench.stats import Summary, mean_overlap, peak_overlap
+from pipeline.apps.bench.stats import Summary, mean_overlap, peak_overlap, percentile_label
 from pipeline.apps.bench.truth import TruthCheck
+from pipeline.client_delay import ClientDelay
 
 BACKEND = "anthropic-messages"
 
@@ -203,6 +204,22 @@ def _client(
     dispatch = [(r.sent_ns - r.start_ns) / 1e9 for r in records if r.sent_ns is not None]
     out |= Summary.of(dispatch, percentiles).keys("dispatch")
     out |= Summary.of(_values(records, "request_build"), percentiles).keys("request_build")
+    out |= _client_delay(records, percentiles)
+    return out
+
+
+def _client_delay(records: Sequence[RequestRecord], percentiles: Sequence[float]) -> dict[str, Any]:
+    """Every item's socket → sinks delay, from the streams' histograms merged: read from buckets,
+    so a percentile is interpolated within its bucket; the maximum is exact."""
+    delay = ClientDelay.merged(ClientDelay.from_json(r.client_delay) for r in records if r.client_delay)
+    out: dict[str, Any] = {
+        "client_delay_items": delay.count,
+        "mean_client_delay_ms": delay.mean * 1000,
+        "median_client_delay_ms": delay.quantile(0.5) * 1000,
+        "max_client_delay_ms": delay.maximum * 1000,
+    }
+    for p in percentiles:
+        out[f"{percentile_label(p)}_client_delay_ms"] = delay.quantile(p / 100) * 1000
     return out
 
 

@@ -15,7 +15,7 @@ import time
 from pipeline.apps.shared import interrupts
 from pipeline.apps.shared.build import build_request, build_sinks, build_stages, tracer_provider
 from pipeline.apps.shared.endpoint import open_endpoint, simulator_preset
-from pipeline.apps.shared.summary import summary_line
+from pipeline.apps.shared.summary import delay_line, summary_line
 from pipeline.client import make_client
 from pipeline.config import RunConfig
 from pipeline.runner import Pipeline, StreamResult
@@ -47,6 +47,8 @@ async def run_report(config: RunConfig, *, verbose: bool = False, simulator: str
             with interrupts.listening(stream.cancel):
                 result: StreamResult = await pipeline.run_stream(stream)
     print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
+    if verbose:
+        print(delay_line(result.client_delay), file=sys.stderr)
     if caught := interrupts.caught():
         return SIGNAL_EXIT[caught[0]]
     if result.failure is not None and result.error_type == "sink_error":

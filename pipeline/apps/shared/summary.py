@@ -1,9 +1,10 @@
-"""The one summary line every run ends with, on stderr."""
+"""The one summary line every run ends with, on stderr, and with ``--verbose`` the client's delay."""
 
 from __future__ import annotations
 
 import math
 
+from pipeline.client_delay import ClientDelay
 from pipeline.runner import StreamResult
 
 
@@ -27,3 +28,10 @@ def summary_line(result: StreamResult, duration: float) -> str:
     if result.error:
         parts.append(result.error)
     return " · ".join(parts)
+
+
+def delay_line(delay: ClientDelay) -> str:
+    """How far behind the socket the client ran, which the wire-time TTFT and E2E cannot show."""
+    points = (("p50", delay.quantile(0.5)), ("p99", delay.quantile(0.99)), ("max", delay.maximum))
+    ms = " · ".join(f"{label} {seconds * 1000:.1f} ms" for label, seconds in points)
+    return f"rillet: client delay, socket to sinks: {ms} over {delay.count:,} items"
