@@ -128,9 +128,16 @@ def test_a_moved_name_still_imports_from_its_old_path_with_a_warning(old: str, n
         assert moved is getattr(importlib.import_module(new), name)
 
 
-def test_python_m_pipeline_bench_still_runs_rillet_bench_with_a_warning() -> None:
+@pytest.mark.parametrize(
+    ("old", "usage", "command"),
+    [
+        ("pipeline.bench", "usage: rillet bench", "rillet bench"),
+        ("pipeline.simulator", "usage: python -m pipeline.apps.simulator", "rillet simulate"),
+    ],
+)
+def test_python_m_of_a_moved_command_still_runs_it_with_a_warning(old: str, usage: str, command: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench", "--help"],
+        [sys.executable, "-m", old, "--help"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -138,5 +145,5 @@ def test_python_m_pipeline_bench_still_runs_rillet_bench_with_a_warning() -> Non
         check=False,
     )
     assert done.returncode == 0
-    assert done.stdout.startswith("usage: rillet bench")
-    assert "DeprecationWarning: python -m pipeline.bench is deprecated: use `rillet bench`" in done.stderr
+    assert done.stdout.startswith(usage)
+    assert f"DeprecationWarning: python -m {old} is deprecated: use `{command}`" in done.stderr
