@@ -20,6 +20,7 @@ import anyio
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from pipeline.admission import Admission
 from pipeline.errors import PluginError, RilletError, error_label
 from pipeline.events import (
     AbortRequested,
@@ -146,8 +147,13 @@ class StreamRun:
             self._observe(item)
             await fanout.send(item)
 
-    async def run(self, source: EventSource, fanout: FanOut) -> StreamResult:
-        """Runs the source and the chain to the end, whatever the end is."""
+    async def run(
+        self, source: EventSource, fanout: FanOut, *, admission: Admission | None = None
+    ) -> StreamResult:
+        """Runs the source and the chain to the end, whatever the end is.
+
+        ``admission``, shared by the streams of a process, spaces out their requests' beginnings.
+        """
         self.context = StreamContext(
             self.stream_id, str(self.request.get("model", "")), self.request, time.perf_counter_ns()
         )
@@ -161,6 +167,8 @@ class StreamRun:
             nonlocal error
             with self._source_scope:
                 try:
+                    if admission is not None:
+                        await admission()
                     await source.run(send)
                 except RilletError as exc:
                     error = exc
@@ -273,6 +281,7 @@ class Pipeline:
         self.fanout = FanOut(sinks)
         self.resume = resume
         self._tracer = next((spec.sink for spec in sinks if isinstance(spec.sink, StreamTracer)), None)
+        self._admission = Admission()
 
     def stream(self, request: dict[str, Any], stream_id: str | None = None) -> StreamRun:
         """A stream ready to :meth:`StreamRun.run`, so a caller can keep it (to cancel it, to show it)."""
@@ -286,9 +295,9 @@ class Pipeline:
         """Runs a stream made by :meth:`stream` against the API."""
         source = Source(self.client, stream.request, stream.stream_id, resume=self.resume)
         if self._tracer is None:
-            return await stream.run(source, self.fanout)
+            return await stream.run(source, self.fanout, admission=self._admission)
         with self._tracer.trace_stream(stream.stream_id, stream.request):
-            return await stream.run(source, self.fanout)
+            return await stream.run(source, self.fanout, admission=self._admission)
 
     async def __aenter__(self) -> Self:
         await self.fanout.__aenter__()
