@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -140,12 +140,12 @@ class StreamRun:
             out.extend(self._chain(tail, position + 1))
         return out
 
-    async def _deliver(self, items: Iterable[Item], fanout: FanOut) -> None:
+    async def _deliver(self, items: Sequence[Item], fanout: FanOut) -> None:
         for item in items:
             item.seq = self._seq
             self._seq += 1
             self._observe(item)
-            await fanout.send(item)
+        await fanout.send_many(items)
 
     async def run(
         self, source: EventSource, fanout: FanOut, *, admission: Admission | None = None

@@ -100,6 +100,28 @@ async def test_a_slow_sink_under_block_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_many_producers_blocked_on_one_full_lane_all_get_through_in_order() -> None:
+    """Producers blocked on a full ``block`` lane share one wait: batches bigger than the buffer,
+    many producers at once, and each stream's items still arrive whole and in order."""
+    streams = {f"s{n}": [Item(f"s{n}", seq, seq, seq=seq) for seq in range(40)] for n in range(12)}
+    slow = GatedSink()
+    async with FanOut([SinkSpec(slow, Buffer(max_items=5))]) as fanout, anyio.create_task_group() as tg:
+
+        async def produce(items: list[Item]) -> None:
+            for start in range(0, len(items), 7):
+                await fanout.send_many(items[start : start + 7])
+
+        for items in streams.values():
+            tg.start_soon(produce, items)
+        await anyio.wait_all_tasks_blocked()
+        assert by_name(fanout)["slow"].queued == 5
+        slow.gate.set()
+    for stream_id, items in streams.items():
+        assert [item for item in slow.items if item.stream_id == stream_id] == items
+    assert (by_name(fanout)["slow"].written, by_name(fanout)["slow"].dropped) == (12 * 40, 0)
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("on_full", "kept"),
     [(OnFull.DROP_NEWEST, [0, 1, 2, 3, 4]), (OnFull.DROP_OLDEST, [0, 96, 97, 98, 99])],
