@@ -2,8 +2,9 @@
 
 The scenario of issue 19: N streams at once, each paced at ``--tokens-per-s`` (30, a model's pace)
 for ``--tokens`` (340, its ``max_tokens``: a report is longer, so each gets exactly that),
-through the default stages into a shared JSON-lines file sink and a Prometheus sink, against the simulator in a process of its own. Each N runs twice, the
-phases in separate processes started afresh, against the same simulator:
+through the default stages into a shared JSON-lines file sink and a Prometheus sink, against the
+simulator in a process of its own. Each N runs twice, the phases in separate processes started
+afresh (each warmed up by one short stream first), against the same simulator:
 
 - ``sdk``: the baseline, the same streams iterated with the SDK's default client
   (``AsyncAnthropic(...).messages.create(stream=True)``) and nothing else;
@@ -15,7 +16,7 @@ Linux, is shared by every process of the machine). Per process and phase:
 
 - loop lag p99: how late a 20 ms timer fires (:mod:`pipeline.bench.looplag`), sampled from the
   start to the last stream's end;
-- CPU per API event: the process's CPU time over that span divided by the SSE events the
+- CPU per API event (the row over all its processes): CPU time over that span divided by the SSE events the
   simulator wrote to its streams (its ``/_sim/requests`` truth);
 - peak RSS (``ru_maxrss``, imports included);
 - finished late by (median over streams): when the stream's end reached the caller, less its
