@@ -47,9 +47,9 @@ class _Lane:
     """One sink's bounded queue, task and counters.
 
     A plain deque rather than a memory object stream: a stream's ``send_nowait`` costs about 5 µs
-    an item, and a producer blocked on a full one waits on an event of its own, woken one item at
-    a time. Here a stream's items go in as one batch, and producers blocked on a full lane share
-    one event, set when the sink's task takes its next batch.
+    an item, and a producer blocked on a full one is woken one item at a time. Here a stream's
+    items go in as one batch, a blocked producer waits once for it, and when the sink's task
+    takes its next batch it wakes as many waiting producers as there is room for, not all.
     """
 
     def __init__(self, spec: SinkSpec) -> None:
@@ -60,8 +60,8 @@ class _Lane:
         self.closed = False
         self._ready = anyio.Event()
         self._reader_waiting = False
-        self._room = anyio.Event()
-        self._room_waiters = 0
+        self._waiting: deque[anyio.Event] = deque()
+        """Producers held by a full ``block`` buffer, first come first served."""
         self.scope = anyio.CancelScope(shield=True)
         self.backlogged = anyio.Event()
         """Set when a producer finds the buffer full: a lingering sink must write now, not later."""
@@ -102,6 +102,7 @@ class _Lane:
             if policy is OnFull.BLOCK:
                 await self._wait_for_room()
                 if self.disabled:
+                    self.dropped += count - index  # offered while it was live: counted, as queued ones are
                     return
             elif policy is OnFull.DROP_NEWEST:
                 self.dropped += count - index
@@ -113,12 +114,23 @@ class _Lane:
                 index += 1
 
     async def _wait_for_room(self) -> None:
-        room = self._room
-        self._room_waiters += 1
+        room = anyio.Event()
+        self._waiting.append(room)
         try:
             await room.wait()
-        finally:
-            self._room_waiters -= 1
+        except BaseException:
+            if room.is_set():
+                self.wake(1)  # cancelled as it was let in: the next one takes its turn
+            else:
+                self._waiting.remove(room)
+            raise
+
+    def wake(self, count: int | None = None) -> None:
+        """Lets the first ``count`` producers waiting for room go on (each needs at least one
+        slot), or every one of them."""
+        waiting = self._waiting
+        for _ in range(len(waiting) if count is None else min(count, len(waiting))):
+            waiting.popleft().set()
 
     async def wait_items(self) -> bool:
         """Waits until the queue holds an item: True, or False once it is closed and empty."""
@@ -141,9 +153,7 @@ class _Lane:
             queue.clear()
         else:
             batch = [queue.popleft() for _ in range(MAX_BATCH)]
-        if self._room_waiters:
-            self._room.set()
-            self._room = anyio.Event()
+        self.wake(None if self.disabled else self.max_items - len(queue))
         return batch
 
     def close(self) -> None:
@@ -264,6 +274,7 @@ class FanOut:
         lane.in_flight = 0
         lane.errors += 1
         lane.disabled = True
+        lane.wake()  # no producer waits on a disabled lane
         lane.last_error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
         if lane.spec.on_error is OnError.FAIL and self.failure is None:
             if isinstance(exc, SinkError):

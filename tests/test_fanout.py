@@ -121,6 +121,32 @@ async def test_many_producers_blocked_on_one_full_lane_all_get_through_in_order(
     assert (by_name(fanout)["slow"].written, by_name(fanout)["slow"].dropped) == (12 * 40, 0)
 
 
+class FailingSink(GatedSink):
+    """Fails its first write once the gate opens."""
+
+    async def write(self, batch: Sequence[Item]) -> None:
+        await super().write(batch)
+        raise OSError("disk gone")
+
+
+@pytest.mark.anyio
+async def test_producers_blocked_on_a_lane_whose_sink_fails_all_go_on() -> None:
+    """More producers wait on a full lane than it has room for; its sink fails: every one goes on,
+    and every item is written or counted dropped."""
+    failing = FailingSink("failing")
+    async with FanOut([SinkSpec(failing, Buffer(max_items=2), OnError.DISABLE)]) as fanout:
+        with anyio.fail_after(10):  # a producer left waiting would hang here, not fail
+            async with anyio.create_task_group() as tg:
+                for n in range(10):
+                    tg.start_soon(fanout.send_many, [Item(f"s{n}", seq, seq, seq=seq) for seq in range(3)])
+                await anyio.wait_all_tasks_blocked()
+                failing.gate.set()
+    lane = by_name(fanout)["failing"]
+    assert lane.disabled
+    assert (lane.written, lane.errors, lane.queued) == (0, 1, 0)
+    assert lane.dropped == 30, "the failed batch, what was queued and what waited all count as dropped"
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("on_full", "kept"),
