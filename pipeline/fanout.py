@@ -86,6 +86,8 @@ class _Lane:
 
     async def offer(self, items: Sequence[Item]) -> None:
         """Queues the items, applying the lane's :class:`OnFull` policy to those that do not fit."""
+        if self.closed:
+            raise anyio.ClosedResourceError  # as a closed memory stream would: never lost unseen
         queue = self.queue
         index, count = 0, len(items)
         while index < count:

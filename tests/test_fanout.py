@@ -253,3 +253,14 @@ async def test_a_hung_sink_is_bounded_by_the_flush_timeout() -> None:
     assert lane.last_error == "TimeoutError: flush did not finish within 0.05 s"
     assert lane.written == 0
     assert lane.written + lane.dropped == len(sample_items()), "the in-flight batch counts as dropped"
+
+
+@pytest.mark.anyio
+async def test_an_item_sent_after_the_fanout_closed_is_refused_not_lost() -> None:
+    sink = GatedSink()
+    sink.gate.set()
+    async with FanOut([SinkSpec(sink)]) as fanout:
+        await fanout.send(sample_items()[0])
+    with pytest.raises(anyio.ClosedResourceError):
+        await fanout.send(sample_items()[1])
+    assert sink.items == [sample_items()[0]]
