@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -20,6 +20,7 @@ import anyio
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from pipeline.admission import Admission
 from pipeline.client_delay import ClientDelay
 from pipeline.errors import PluginError, RilletError, error_label
 from pipeline.events import (
@@ -143,16 +144,21 @@ class StreamRun:
             out.extend(self._chain(tail, position + 1))
         return out
 
-    async def _deliver(self, items: Iterable[Item], fanout: FanOut) -> None:
+    async def _deliver(self, items: Sequence[Item], fanout: FanOut) -> None:
         for item in items:
             item.seq = self._seq
             self._seq += 1
             self.client_delay.deliver(item)
             self._observe(item)
-            await fanout.send(item)
+        await fanout.send_many(items)
 
-    async def run(self, source: EventSource, fanout: FanOut) -> StreamResult:
-        """Runs the source and the chain to the end, whatever the end is."""
+    async def run(
+        self, source: EventSource, fanout: FanOut, *, admission: Admission | None = None
+    ) -> StreamResult:
+        """Runs the source and the chain to the end, whatever the end is.
+
+        ``admission``, shared by the streams of a process, spaces out their requests' beginnings.
+        """
         self.context = StreamContext(
             self.stream_id, str(self.request.get("model", "")), self.request, time.perf_counter_ns()
         )
@@ -166,6 +172,8 @@ class StreamRun:
             nonlocal error
             with self._source_scope:
                 try:
+                    if admission is not None:
+                        await admission()
                     await source.run(send)
                 except RilletError as exc:
                     error = exc
@@ -279,6 +287,7 @@ class Pipeline:
         self.fanout = FanOut(sinks)
         self.resume = resume
         self._tracer = next((spec.sink for spec in sinks if isinstance(spec.sink, StreamTracer)), None)
+        self._admission = Admission()
 
     def stream(self, request: dict[str, Any], stream_id: str | None = None) -> StreamRun:
         """A stream ready to :meth:`StreamRun.run`, so a caller can keep it (to cancel it, to show it)."""
@@ -292,9 +301,9 @@ class Pipeline:
         """Runs a stream made by :meth:`stream` against the API."""
         source = Source(self.client, stream.request, stream.stream_id, resume=self.resume)
         if self._tracer is None:
-            return await stream.run(source, self.fanout)
+            return await stream.run(source, self.fanout, admission=self._admission)
         with self._tracer.trace_stream(stream.stream_id, stream.request):
-            return await stream.run(source, self.fanout)
+            return await stream.run(source, self.fanout, admission=self._admission)
 
     async def __aenter__(self) -> Self:
         await self.fanout.__aenter__()

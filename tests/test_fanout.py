@@ -100,6 +100,54 @@ async def test_a_slow_sink_under_block_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_many_producers_blocked_on_one_full_lane_all_get_through_in_order() -> None:
+    """Producers blocked on a full ``block`` lane share one wait: batches bigger than the buffer,
+    many producers at once, and each stream's items still arrive whole and in order."""
+    streams = {f"s{n}": [Item(f"s{n}", seq, seq, seq=seq) for seq in range(40)] for n in range(12)}
+    slow = GatedSink()
+    async with FanOut([SinkSpec(slow, Buffer(max_items=5))]) as fanout, anyio.create_task_group() as tg:
+
+        async def produce(items: list[Item]) -> None:
+            for start in range(0, len(items), 7):
+                await fanout.send_many(items[start : start + 7])
+
+        for items in streams.values():
+            tg.start_soon(produce, items)
+        await anyio.wait_all_tasks_blocked()
+        assert by_name(fanout)["slow"].queued == 5
+        slow.gate.set()
+    for stream_id, items in streams.items():
+        assert [item for item in slow.items if item.stream_id == stream_id] == items
+    assert (by_name(fanout)["slow"].written, by_name(fanout)["slow"].dropped) == (12 * 40, 0)
+
+
+class FailingSink(GatedSink):
+    """Fails its first write once the gate opens."""
+
+    async def write(self, batch: Sequence[Item]) -> None:
+        await super().write(batch)
+        raise OSError("disk gone")
+
+
+@pytest.mark.anyio
+async def test_producers_blocked_on_a_lane_whose_sink_fails_all_go_on() -> None:
+    """More producers wait on a full lane than it has room for; its sink fails: every one goes on,
+    and every item is written or counted dropped."""
+    failing = FailingSink("failing")
+    async with FanOut([SinkSpec(failing, Buffer(max_items=2), OnError.DISABLE)]) as fanout:
+        with anyio.fail_after(10):  # a producer left waiting would hang here, not fail
+            async with anyio.create_task_group() as tg:
+                for n in range(10):
+                    tg.start_soon(fanout.send_many, [Item(f"s{n}", seq, seq, seq=seq) for seq in range(3)])
+                await anyio.wait_all_tasks_blocked()
+                failing.gate.set()
+    lane = by_name(fanout)["failing"]
+    assert lane.disabled
+    assert (lane.written, lane.errors, lane.queued) == (0, 1, 0)
+    assert lane.dropped == 30, "the failed batch, what was queued and what waited all count as dropped"
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("on_full", "kept"),
     [(OnFull.DROP_NEWEST, [0, 1, 2, 3, 4]), (OnFull.DROP_OLDEST, [0, 96, 97, 98, 99])],
@@ -205,3 +253,14 @@ async def test_a_hung_sink_is_bounded_by_the_flush_timeout() -> None:
     assert lane.last_error == "TimeoutError: flush did not finish within 0.05 s"
     assert lane.written == 0
     assert lane.written + lane.dropped == len(sample_items()), "the in-flight batch counts as dropped"
+
+
+@pytest.mark.anyio
+async def test_an_item_sent_after_the_fanout_closed_is_refused_not_lost() -> None:
+    sink = GatedSink()
+    sink.gate.set()
+    async with FanOut([SinkSpec(sink)]) as fanout:
+        await fanout.send(sample_items()[0])
+    with pytest.raises(anyio.ClosedResourceError):
+        await fanout.send(sample_items()[1])
+    assert sink.items == [sample_items()[0]]

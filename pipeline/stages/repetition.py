@@ -139,12 +139,18 @@ class _Tail:
         """Searches the tail; a loop is reported once per episode, until a check finds none."""
         if not self.pending:
             return None
-        text = self.text + "".join(self.pending)
-        self.text = text[-self.settings.window :]
+        window = self.settings.window
+        # Appended in place (the only reference, so CPython grows the string rather than copying
+        # it) and cut back to the window once it holds two: about one char copied per char fed.
+        text, self.text = self.text, ""
+        text += "".join(self.pending)
+        if len(text) > 2 * window:
+            text = text[-window:]
+        self.text = text
         self.pending.clear()
         self.pending_chars = 0
         rules = self.settings.code_rules if self.code or self.fences % 2 else self.settings.prose_rules
-        loop = find_loop(self.text, rules, self.settings)
+        loop = find_loop(text, rules, self.settings, max(0, len(text) - window))
         if loop is None or self.firing:
             self.firing = loop is not None
             return None
@@ -152,18 +158,22 @@ class _Tail:
         return loop
 
 
-def find_loop(text: str, rules: tuple[Rule, ...], settings: RepetitionSettings) -> Loop | None:
-    """The repetition at the end of ``text`` that meets ``rules``, nearest candidate period first.
+def find_loop(
+    text: str, rules: tuple[Rule, ...], settings: RepetitionSettings, start: int = 0
+) -> Loop | None:
+    """The repetition at the end of ``text[start:]`` that meets ``rules``, nearest candidate period first.
 
     A candidate is judged on the longest tail it repeats over, and only where that tail is longer
     than any smaller period's: 40 copies of an 18-char line are not 4 copies of a 162-char unit.
+    ``start`` spares the caller a copy of the window it searches.
     """
     n = len(text)
+    length = n - start
     size = settings.needle
-    if n <= size:
+    if length <= size:
         return None
     needle = text[n - size :]
-    lowest = max(0, n - size - settings.max_period)
+    lowest = max(start, n - size - settings.max_period)
     end = n - 1
     covered = 0
     for _ in range(settings.max_candidates):
@@ -172,9 +182,9 @@ def find_loop(text: str, rules: tuple[Rule, ...], settings: RepetitionSettings) 
             return None
         period = n - size - start
         end = start + size - 1
-        if period < settings.min_period or 2 * period > n or not _periodic(text, period, 2 * period):
+        if period < settings.min_period or 2 * period > length or not _periodic(text, period, 2 * period):
             continue
-        span = _longest_periodic(text, period, 2 * period)
+        span = _longest_periodic(text, period, 2 * period, length)
         if span > covered:
             covered = span
             loop = _judge(text, period, span, rules)
@@ -201,9 +211,10 @@ def _judge(text: str, period: int, span: int, rules: tuple[Rule, ...]) -> Loop |
     return Loop(period, span / period, span, unit)
 
 
-def _longest_periodic(text: str, period: int, known: int) -> int:
-    """The longest tail of ``text`` with ``period``, given that the last ``known`` chars have it."""
-    low, high = known, len(text) + 1
+def _longest_periodic(text: str, period: int, known: int, limit: int) -> int:
+    """The longest tail of ``text``, up to ``limit`` chars, with ``period``, given that the last
+    ``known`` chars have it."""
+    low, high = known, limit + 1
     while high - low > 1:
         middle = (low + high) // 2
         if _periodic(text, period, middle):

@@ -220,6 +220,24 @@ def test_find_loop_only_searches_a_bounded_window() -> None:
     assert find_loop(unit * 4, rules, RepetitionSettings(max_period=2000)) is None
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    unit=st.text(alphabet="ab c", min_size=1, max_size=40),
+    copies=st.integers(0, 60),
+    before=st.text(alphabet="abc xyz", max_size=300),
+    start=st.integers(0, 400),
+)
+def test_find_loop_from_an_offset_is_find_loop_on_the_slice(
+    unit: str, copies: int, before: str, start: int
+) -> None:
+    """The stage searches its window in place: ``start`` must see exactly what a copy of the window would."""
+    text = before + unit * copies
+    start = min(start, len(text))
+    loop_settings = RepetitionSettings(window=256, max_period=85, needle=8)
+    for rules in (loop_settings.prose_rules, loop_settings.code_rules):
+        assert find_loop(text, rules, loop_settings, start) == find_loop(text[start:], rules, loop_settings)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(("scenario", "loops"), [("loop", True), ("report", False)])
 async def test_simulator_streams_through_the_real_sdk(scenario: str, loops: bool) -> None:
