@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     from pipeline.wire.reader import WireReader
 
 MAX_IDLE_CONNECTIONS = 32
-"""Idle connections kept for reuse. httpcore2 checks every idle one (a ``MSG_PEEK`` on its socket)
-on each request and each close, so one kept per stream of a 1,000-stream run makes each of those
-O(N); 32 still covers the connections a closed loop hands from one request to the next."""
+"""Idle connections kept for reuse (on wire times, all are kept). httpcore2 checks every idle one
+(a ``MSG_PEEK`` on its socket) on each request and each close, so one kept per stream of a
+1,000-stream run makes each of those O(N); 32 still covers the connections a closed loop hands
+from one request to the next."""
 
 
 async def _stamp_sent(request: httpx2.Request) -> None:
@@ -65,10 +66,11 @@ def make_client(
     ``tracer_provider`` takes the SDK's call spans (one per attempt, the SDK retrying nothing) into
     rillet's traces (:mod:`sinks.otel`); None leaves the SDK on OpenTelemetry's global provider.
     """
-    limits = httpx2.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=min(max_connections, MAX_IDLE_CONNECTIONS),
-    )
+    on_wire = wire or wire_reader is not None
+    # A benchmark keeps every connection its load needs, as vLLM's and AIPerf's clients do: a
+    # request that must open one would measure a handshake in its TTFT.
+    idle = max_connections if on_wire else min(max_connections, MAX_IDLE_CONNECTIONS)
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=idle)
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [_stamp_sent], "response": [_stamp_arrivals]}
     verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
     http_client: httpx2.AsyncClient = DefaultAsyncHttpxClient(
@@ -81,7 +83,7 @@ def make_client(
     client = AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client, **options
     )
-    if not (wire or wire_reader is not None):
+    if not on_wire:
         return client
     from pipeline.wire.client import wire_http_client
 
