@@ -26,15 +26,8 @@ from pathlib import Path
 import anyio
 import httpx2
 from anthropic import AsyncAnthropic
-from throughput import lengthen, record, request
+from throughput import default_stages, lengthen, record, request
 
-from pipeline.config import (
-    AccumulateStageConfig,
-    CostStageConfig,
-    FilterStageConfig,
-    LatencyStageConfig,
-    RepetitionStageConfig,
-)
 from pipeline.events import Item
 from pipeline.runner import Pipeline
 from pipeline.sink import SinkSpec
@@ -94,14 +87,7 @@ class Probe:
 async def run(body: bytes, deltas: int, folder: Path) -> tuple[Probe, int]:
     """The probe's stamps, and the characters of text the stream carried."""
     probe = Probe(deltas)
-    stages = [
-        FilterStageConfig(type="filter", exclude=["thinking_delta"]).factory(),
-        AccumulateStageConfig(type="accumulate").factory(),
-        RepetitionStageConfig(type="repetition").factory(),
-        CostStageConfig(type="cost").factory(),
-        LatencyStageConfig(type="latency").factory(),
-        probe.factory,
-    ]
+    stages = [*default_stages(), probe.factory]
     with open(os.devnull, "w") as devnull:  # noqa: ASYNC230 (opening /dev/null does not block)
         sinks = [
             SinkSpec(FileSink(folder / "report.md", mode="text")),

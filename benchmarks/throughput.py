@@ -34,6 +34,7 @@ from pipeline.config import (
 )
 from pipeline.runner import Pipeline
 from pipeline.sink import SinkSpec
+from pipeline.stages import StageFactory
 from sinks.file import FileSink
 from sinks.stdout import StdoutSink
 
@@ -114,15 +115,20 @@ async def sdk_helper(body: bytes, max_tokens: int) -> tuple[Timer, str]:
     return timer, "".join(block.text for block in message.content if block.type == "text")
 
 
-async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> tuple[Timer, str]:
-    """The pipeline's time, and the text of the message it accumulated."""
-    stages = [
+def default_stages() -> list[StageFactory]:
+    """What ``rillet run`` chains by default (thinking filtered out)."""
+    return [
         FilterStageConfig(type="filter", exclude=["thinking_delta"]).factory(),
         AccumulateStageConfig(type="accumulate").factory(),
         RepetitionStageConfig(type="repetition").factory(),
         CostStageConfig(type="cost").factory(),
         LatencyStageConfig(type="latency").factory(),
     ]
+
+
+async def full_pipeline(body: bytes, max_tokens: int, folder: Path) -> tuple[Timer, str]:
+    """The pipeline's time, and the text of the message it accumulated."""
+    stages = default_stages()
     with open(os.devnull, "w") as devnull:  # noqa: ASYNC230 (opening /dev/null does not block)
         sinks = [
             SinkSpec(FileSink(folder / "report.md", mode="text")),
