@@ -51,6 +51,7 @@ import anyio
 import httpx2
 from anthropic import AsyncAnthropic
 from prometheus_client import CollectorRegistry
+from simulator_process import simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -160,27 +161,6 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # The coordinator
-
-
-def _start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.apps.simulator",
-        "--port",
-        "0",
-        "--ttft-ms",
-        str(args.ttft_ms),
-        "--tokens-per-s",
-        str(args.tokens_per_s),
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    if "listening on " not in line:
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {line!r}")
-    return proc, line.split("listening on ", 1)[1].split()[0]
 
 
 def _run_phase(
@@ -312,23 +292,18 @@ def main() -> int:
         parser.error(f"--n: expected comma-separated integers, got {args.n!r}")
     if args.processes < 1 or any(n < args.processes for n in counts):
         parser.error("--processes: must be at least 1 and at most each --n")
-    proc, url = _start_simulator(args)
-    print(
-        f"simulator pid={proc.pid} tokens_per_s={args.tokens_per_s} tokens={args.tokens} "
-        f"ttft_ms={args.ttft_ms} processes={args.processes} cpus={os.cpu_count()}"
-    )
-    seen: set[str] = set()
-    try:
-        with tempfile.TemporaryDirectory(prefix="rillet-concurrency-") as tmp:
-            for n in counts:
-                _report(args, n, url, Path(tmp), seen)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    options = ("--ttft-ms", str(args.ttft_ms), "--tokens-per-s", str(args.tokens_per_s))
+    with (
+        simulator_process(*options) as (proc, url),
+        tempfile.TemporaryDirectory(prefix="rillet-concurrency-") as tmp,
+    ):
+        print(
+            f"simulator pid={proc.pid} tokens_per_s={args.tokens_per_s} tokens={args.tokens} "
+            f"ttft_ms={args.ttft_ms} processes={args.processes} cpus={os.cpu_count()}"
+        )
+        seen: set[str] = set()
+        for n in counts:
+            _report(args, n, url, Path(tmp), seen)
     return 0
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import anyio
 import httpx2
 from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
+from simulator_process import simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,31 +39,6 @@ def _cpu_s(pid: int) -> float:
     """User plus system CPU seconds used so far by a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.apps.simulator",
-        "--port",
-        "0",
-        "--ttft-ms",
-        str(args.ttft_ms),
-        "--tokens-per-s",
-        str(args.tokens_per_s),
-        "--jitter",
-        str(args.jitter),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    if "listening on " not in line:
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {line!r}")
-    url = line.split("listening on ", 1)[1].split()[0]
-    return proc, url
 
 
 async def _drive(args: argparse.Namespace, url: str, pid: int) -> None:
@@ -185,16 +159,16 @@ def main() -> int:
     parser.add_argument("--jitter", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=180.0, help="bound on the whole run, seconds")
     args = parser.parse_args()
-    proc, url = _start_simulator(args)
-    try:
+    options = (
+        "--ttft-ms",
+        str(args.ttft_ms),
+        "--tokens-per-s",
+        str(args.tokens_per_s),
+        "--jitter",
+        str(args.jitter),
+    )
+    with simulator_process(*options) as (proc, url):
         anyio.run(_drive, args, url, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return 0
 
 

@@ -18,31 +18,17 @@ import argparse
 import functools
 import io
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
+from simulator_process import simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.bench import BenchConfig, run_bench  # noqa: E402
-
-
-def start_simulator(ttft_ms: float, tokens_per_s: float) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "pipeline.apps.simulator", "--port", "0", "--ttft-ms", str(ttft_ms)]
-    cmd += ["--tokens-per-s", str(tokens_per_s)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"listening on (\S+)", line)
-    if match is None:
-        proc.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    return proc, match[1]
 
 
 def describe(r: dict[str, Any]) -> str:
@@ -73,8 +59,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="client processes (each its own event loop)")
     args = parser.parse_args()
     os.environ.setdefault("ANTHROPIC_API_KEY", "rillet-simulator")
-    proc, url = start_simulator(args.ttft_ms, args.tokens_per_s)
-    try:
+    with simulator_process("--ttft-ms", str(args.ttft_ms), "--tokens-per-s", str(args.tokens_per_s)) as (
+        _,
+        url,
+    ):
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             settings = BenchConfig(
                 concurrency=[concurrency],
@@ -87,9 +75,6 @@ def main() -> None:
             quiet = functools.partial(run_bench, base_url=url, out=io.StringIO(), err=io.StringIO())
             report = anyio.run(quiet, settings)
             print(f"concurrency {concurrency}: {describe(report.results[0])}")
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 if __name__ == "__main__":
