@@ -39,9 +39,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.apps.run.report import (
-        run_report,  # the SDK: not for `rillet submit`, which shares the options
-    )
+    # Here, not at the top: it loads the SDK, which `rillet submit` (sharing these options) never needs.
+    from pipeline.apps.run.report import run_report
 
     config = with_overrides(load_config(args.config), args)
     interrupts.start_run()

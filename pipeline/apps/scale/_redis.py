@@ -377,9 +377,8 @@ class RedisEventLog:
 
     async def cancel(self, job_id: str, reason: str) -> str:
         """Records the request, once; a queued job ends here, a running one's worker is told at once."""
-        from pipeline.apps.scale.frames import (
-            end_frame,  # loads the SDK's types: `rillet jobs` rarely cancels
-        )
+        # Here, not at the top: it loads the SDK's types, and `rillet jobs` rarely cancels.
+        from pipeline.apps.scale.frames import end_frame
 
         end = end_frame("cancelled", reason, None)
         args: list[str | bytes] = [reason, str(time.time()), end.event, end.data]
